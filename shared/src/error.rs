@@ -1,0 +1,107 @@
+//! The one place errors become envelopes (SPEC §5): HTTP status, numeric code, and a
+//! message that says what to fix and never carries a secret.
+
+use crate::client::ClientError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    UnknownType(String),
+    #[error("unknown packageType `{name}`; known packages: {known}")]
+    UnknownPackage { name: String, known: String },
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    WechatPay(#[from] ClientError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// WeChat Pay codes that mean "the order or refund is in the wrong state", not "bad input".
+const WECHAT_STATE_CODES: &[&str] = &[
+    "ORDERPAID",
+    "ORDER_PAID",
+    "ORDERCLOSED",
+    "ORDER_CLOSED",
+    "NOT_ENOUGH",
+    "TRADE_ERROR",
+    "USERPAYING",
+    "FREQUENCY_LIMITED",
+    "ORDER_NO_USED",
+    "OUT_TRADE_NO_USED",
+];
+
+impl AppError {
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        AppError::InvalidRequest(msg.into())
+    }
+
+    /// (HTTP status, envelope code).
+    pub fn status_and_code(&self) -> (u16, i32) {
+        match self {
+            AppError::InvalidJson(_) => (400, 40001),
+            AppError::InvalidRequest(_) => (400, 40002),
+            AppError::UnknownType(_) => (400, 40003),
+            AppError::UnknownPackage { .. } => (400, 40004),
+            AppError::BodyTooLarge { .. } => (413, 41300),
+            AppError::MethodNotAllowed(_) => (405, 40500),
+            AppError::Unauthenticated(_) => (401, 40100),
+            AppError::Forbidden(_) => (403, 40300),
+            AppError::NotFound(_) => (404, 40400),
+            AppError::Conflict(_) => (409, 40900),
+            AppError::WechatPay(e) => match e {
+                ClientError::Timeout => (504, 50400),
+                ClientError::Api { status, code, .. } if (400..500).contains(status) => {
+                    if WECHAT_STATE_CODES.contains(&code.as_str()) {
+                        (409, 40910)
+                    } else if *status == 401 || *status == 403 || code == "SIGN_ERROR" {
+                        // WeChat Pay refusing *our* credentials is a configuration fault the
+                        // caller cannot fix.
+                        (502, 50210)
+                    } else if *status == 404 {
+                        (404, 40410)
+                    } else {
+                        (400, 40010)
+                    }
+                }
+                _ => (502, 50200),
+            },
+            AppError::Store(_) => (500, 50010),
+            AppError::Internal(_) => (500, 50000),
+        }
+    }
+
+    /// The envelope's `msg`.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::WechatPay(ClientError::Api { code, message, .. }) => {
+                format!("WeChat Pay refused the request: {code}: {message}")
+            }
+            AppError::WechatPay(ClientError::Timeout) => {
+                "WeChat Pay did not answer in time; retry the same request".into()
+            }
+            AppError::WechatPay(e) => format!("WeChat Pay call failed: {e}"),
+            // Database details stay in the log; the caller only needs to know to retry.
+            AppError::Store(_) => "the order database is unavailable; retry later".into(),
+            AppError::Internal(_) => "internal error; retry later".into(),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The library every wxpay function binary is built from.
+//!
+//! Domain logic (`handlers`) sees typed requests and a [`store::Store`]; the `runtime`
+//! adapter at the edge turns Lambda events, raw `callFunction` events and local HTTP into
+//! those requests and the result envelope back into each shape.
+
+pub mod api;
+pub mod certs;
+pub mod client;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod handlers;
+pub mod notify;
+pub mod outbox;
+pub mod prices;
+pub mod runtime;
+pub mod state;
+pub mod store;
+pub mod util;
