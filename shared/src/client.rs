@@ -15,7 +15,7 @@ use crate::api::{
 };
 use crate::certs::{CertificateSource, PlatformKeys, RawAnswer, SignatureHeaders, VerifyError};
 use crate::config::Config;
-use crate::crypto::{authorization_header, MerchantKey};
+use crate::crypto::{authorization_header, MerchantKey, RequestToSign};
 use crate::util::{now_utc, random_alnum};
 
 #[derive(Debug, thiserror::Error)]
@@ -152,11 +152,13 @@ impl WechatPayClient {
             &self.key,
             &self.mchid,
             &self.serial_no,
-            method.as_str(),
-            path_and_query,
-            timestamp,
-            &nonce,
-            body,
+            &RequestToSign {
+                method: method.as_str(),
+                path_and_query,
+                timestamp,
+                nonce: &nonce,
+                body,
+            },
         )
         .map_err(|_| ClientError::Sign)?;
         let mut req = http_client()

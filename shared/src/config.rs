@@ -102,9 +102,7 @@ impl Config {
         let serial_no = required("WECHAT_SERIAL_NO", &mut problems)
             .unwrap_or_default()
             .to_ascii_uppercase();
-        if !serial_no.is_empty()
-            && !(serial_no.len() == 40 && serial_no.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        if !serial_no.is_empty() && !is_certificate_serial(&serial_no) {
             problems.push(
                 "WECHAT_SERIAL_NO must be the 40-hex-digit merchant certificate serial".into(),
             );
@@ -182,11 +180,7 @@ impl Config {
 
         let internal_secret = get("INTERNAL_API_SECRET").map(Secret::new);
         let database_url = required("DATABASE_URL", &mut problems).unwrap_or_default();
-        if !database_url.is_empty()
-            && !(database_url.starts_with("mysql://")
-                || database_url.starts_with("sqlite://")
-                || database_url == "sqlite::memory:")
-        {
+        if !database_url.is_empty() && !is_database_url(&database_url) {
             problems.push("DATABASE_URL must start with mysql:// or sqlite://".into());
         }
 
@@ -261,6 +255,14 @@ impl Config {
             _ => None,
         }
     }
+}
+
+fn is_certificate_serial(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn is_database_url(s: &str) -> bool {
+    s.starts_with("mysql://") || s.starts_with("sqlite://") || s == "sqlite::memory:"
 }
 
 fn check_url(name: &str, url: &str, problems: &mut Vec<String>) {

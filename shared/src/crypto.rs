@@ -73,16 +73,25 @@ impl MerchantKey {
     }
 }
 
-/// Lines of a signed request message, as WeChat Pay builds it:
-/// `METHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nBODY\n`.
-pub fn request_message(
-    method: &str,
-    path_and_query: &str,
-    timestamp: i64,
-    nonce: &str,
-    body: &str,
-) -> String {
-    format!("{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{body}\n")
+/// A merchant request as WeChat Pay signs it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestToSign<'a> {
+    pub method: &'a str,
+    pub path_and_query: &'a str,
+    pub timestamp: i64,
+    pub nonce: &'a str,
+    /// The exact body sent; empty for GET.
+    pub body: &'a str,
+}
+
+impl RequestToSign<'_> {
+    /// `METHOD\nPATH?QUERY\nTIMESTAMP\nNONCE\nBODY\n`.
+    pub fn message(&self) -> String {
+        format!(
+            "{}\n{}\n{}\n{}\n{}\n",
+            self.method, self.path_and_query, self.timestamp, self.nonce, self.body
+        )
+    }
 }
 
 /// The `Authorization` header value for a merchant request.
@@ -90,16 +99,12 @@ pub fn authorization_header(
     key: &MerchantKey,
     mchid: &str,
     serial_no: &str,
-    method: &str,
-    path_and_query: &str,
-    timestamp: i64,
-    nonce: &str,
-    body: &str,
+    request: &RequestToSign<'_>,
 ) -> Result<String, CryptoError> {
-    let message = request_message(method, path_and_query, timestamp, nonce, body);
-    let signature = key.sign(message.as_bytes())?;
+    let signature = key.sign(request.message().as_bytes())?;
     Ok(format!(
-        "WECHATPAY2-SHA256-RSA2048 mchid=\"{mchid}\",nonce_str=\"{nonce}\",signature=\"{signature}\",timestamp=\"{timestamp}\",serial_no=\"{serial_no}\""
+        "WECHATPAY2-SHA256-RSA2048 mchid=\"{mchid}\",nonce_str=\"{}\",signature=\"{signature}\",timestamp=\"{}\",serial_no=\"{serial_no}\"",
+        request.nonce, request.timestamp
     ))
 }
 

@@ -110,11 +110,12 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
     }
 }
 
-/// Optional short text field: trimmed, empty → None, bounded length.
+/// Optional short text field: trimmed, empty → None, at most `max_bytes` of UTF-8 (WeChat
+/// Pay counts bytes: 127 bytes of `description` are 42 Chinese characters).
 pub(crate) fn bounded(
     name: &str,
     value: Option<String>,
-    max_chars: usize,
+    max_bytes: usize,
 ) -> Result<Option<String>, AppError> {
     let Some(v) = value
         .map(|v| v.trim().to_string())
@@ -122,9 +123,9 @@ pub(crate) fn bounded(
     else {
         return Ok(None);
     };
-    if v.chars().count() > max_chars {
+    if v.len() > max_bytes {
         return Err(AppError::invalid(format!(
-            "field `{name}` is longer than {max_chars} characters"
+            "field `{name}` is longer than {max_bytes} bytes of UTF-8"
         )));
     }
     if v.chars().any(char::is_control) {

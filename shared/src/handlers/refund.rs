@@ -13,7 +13,7 @@ use crate::client::ClientError;
 use crate::error::AppError;
 use crate::notify::{record_refund, RecordError};
 use crate::state::App;
-use crate::store::{NewRefund, Order, PaymentLog, Refund, RefundReservation};
+use crate::store::{NewRefund, Order, PaymentLog, Refund, RefundReservation, RefundStatus};
 use crate::util::{is_valid_reference, new_reference, now_utc};
 
 #[derive(Deserialize)]
@@ -131,8 +131,18 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                     r.amount
                 )));
             }
-            if r.status.is_final() {
-                return answer(app, &r, r.refund_id.clone(), r.status.as_str().to_ascii_uppercase()).await;
+            match r.status {
+                RefundStatus::Success | RefundStatus::Closed => {
+                    let status = r.status.as_str().to_ascii_uppercase();
+                    return answer(app, &r, r.refund_id.clone(), status).await;
+                }
+                // Its amount is no longer reserved; reusing the number could over-refund.
+                RefundStatus::Failed => {
+                    return Err(AppError::Conflict(format!(
+                        "WeChat Pay refused refund {out_refund_no}; start a new refund with another outRefundNo"
+                    )))
+                }
+                RefundStatus::Processing | RefundStatus::Abnormal => {}
             }
             // Still processing (an earlier call timed out, say): asking WeChat Pay again
             // with the same outRefundNo resolves it without a second refund.

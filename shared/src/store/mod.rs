@@ -189,6 +189,8 @@ impl RefundStatus {
         })
     }
 
+    /// A state WeChat Pay reports as an outcome. `abnormal` is one, but not the last word:
+    /// a re-routed abnormal refund still ends `success` or `closed`.
     pub fn is_final(self) -> bool {
         !matches!(self, RefundStatus::Processing)
     }
@@ -232,7 +234,8 @@ pub enum RefundReservation {
     OrderNotFound,
     /// The order is not paid (or already fully refunded).
     NotRefundable(OrderStatus),
-    /// The amount is above what remains after refunds made and in flight.
+    /// The amount is above what remains after refunds made and in flight (`processing`,
+    /// and `abnormal`, whose money WeChat Pay still holds until it is re-routed).
     Exceeds {
         requested: i64,
         remaining: i64,
@@ -286,6 +289,8 @@ pub trait Store: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 
     async fn insert_order(&self, order: &NewOrder) -> Result<(), StoreError>;
+    /// How many orders exist (operators, and tests proving nothing was written).
+    async fn count_orders(&self) -> Result<i64, StoreError>;
     async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, StoreError>;
     async fn get_order_by_transaction_id(
         &self,

@@ -454,7 +454,7 @@ impl MySqlStore {
         let in_flight: Option<i64> = tx
             .exec_first(
                 "SELECT CAST(COALESCE(SUM(amount), 0) AS SIGNED) FROM refunds \
-                 WHERE out_trade_no = ? AND status = 'processing'",
+                 WHERE out_trade_no = ? AND status IN ('processing', 'abnormal')",
                 params![&refund.out_trade_no],
             )
             .await?;
@@ -556,18 +556,20 @@ impl MySqlStore {
                     return Ok(Some(false));
                 }
                 // `failed` is not final here: WeChat Pay may have created the refund after
-                // all (a timeout we took for a refusal), and its word wins.
-                if !matches!(
+                // all (a timeout we took for a refusal), and its word wins. Nor is
+                // `abnormal`: the merchant can re-route it, and it then succeeds or closes.
+                let open = matches!(
                     known.status,
-                    RefundStatus::Processing | RefundStatus::Failed
-                ) {
+                    RefundStatus::Processing | RefundStatus::Failed | RefundStatus::Abnormal
+                );
+                if !open || known.status == result.status {
                     tx.rollback().await?;
                     return Ok(Some(false));
                 }
                 tx.exec_drop(
                     "UPDATE refunds SET status = ?, refund_id = COALESCE(?, refund_id), \
                          success_at = ?, amount = CASE WHEN ? THEN ? ELSE amount END \
-                     WHERE out_refund_no = ? AND status IN ('processing', 'failed')",
+                     WHERE out_refund_no = ? AND status IN ('processing', 'failed', 'abnormal')",
                     params![
                         result.status.as_str(),
                         &result.refund_id,
@@ -966,6 +968,15 @@ impl Store for MySqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.raw_conn().await?;
         conn.ping().await.map_err(|e| self.classify(e))
+    }
+
+    async fn count_orders(&self) -> Result<i64, StoreError> {
+        let mut conn = self.conn().await?;
+        let n: Option<i64> = conn
+            .query_first("SELECT COUNT(*) FROM orders")
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(n.unwrap_or(0))
     }
 
     async fn insert_order(&self, order: &NewOrder) -> Result<(), StoreError> {

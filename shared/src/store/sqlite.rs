@@ -478,7 +478,7 @@ impl SqliteStore {
         let in_flight: i64 = tx
             .query_row(
                 "SELECT COALESCE(SUM(amount), 0) FROM refunds \
-                 WHERE out_trade_no = ?1 AND status = 'processing'",
+                 WHERE out_trade_no = ?1 AND status IN ('processing', 'abnormal')",
                 [&refund.out_trade_no],
                 |r| r.get(0),
             )
@@ -555,18 +555,20 @@ impl SqliteStore {
                     return Ok(false);
                 }
                 // `failed` is not final here: WeChat Pay may have created the refund after
-                // all (a timeout we took for a refusal), and its word wins.
-                if !matches!(
+                // all (a timeout we took for a refusal), and its word wins. Nor is
+                // `abnormal`: the merchant can re-route it, and it then succeeds or closes.
+                let open = matches!(
                     known.status,
-                    RefundStatus::Processing | RefundStatus::Failed
-                ) {
+                    RefundStatus::Processing | RefundStatus::Failed | RefundStatus::Abnormal
+                );
+                if !open || known.status == result.status {
                     return Ok(false);
                 }
                 let changed = tx
                     .execute(
                         "UPDATE refunds SET status = ?1, refund_id = COALESCE(?2, refund_id), \
                              success_at = ?3, amount = CASE WHEN ?4 THEN ?5 ELSE amount END \
-                         WHERE out_refund_no = ?6 AND status IN ('processing', 'failed')",
+                         WHERE out_refund_no = ?6 AND status IN ('processing', 'failed', 'abnormal')",
                         params![
                             result.status.as_str(),
                             result.refund_id,
@@ -678,6 +680,12 @@ impl Store for SqliteStore {
             .query_row("SELECT 1", [], |r| r.get(0))
             .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn count_orders(&self) -> Result<i64, StoreError> {
+        self.lock()
+            .query_row("SELECT COUNT(*) FROM orders", [], |r| r.get(0))
+            .map_err(map_err)
     }
 
     async fn insert_order(&self, order: &NewOrder) -> Result<(), StoreError> {

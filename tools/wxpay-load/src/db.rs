@@ -1,0 +1,83 @@
+//! The store each run starts from: an empty MySQL database, or a fresh SQLite file.
+
+use std::path::{Path, PathBuf};
+
+use mysql_async::prelude::Queryable;
+
+#[derive(Debug, Clone)]
+pub enum Database {
+    /// `mysql://…/NAME`; NAME is dropped and created again before every run.
+    MySql { url: String, name: String },
+    /// A file per run under the work directory.
+    Sqlite { dir: PathBuf },
+}
+
+impl Database {
+    /// Refuses a MySQL database whose name does not say it is a benchmark's: this tool drops
+    /// it, and must never be pointed at data someone cares about by a typo.
+    pub fn from_url(url: Option<&str>, work_dir: &Path) -> Result<Database, String> {
+        let Some(url) = url else {
+            return Ok(Database::Sqlite {
+                dir: work_dir.to_path_buf(),
+            });
+        };
+        if !url.starts_with("mysql://") {
+            return Err("--database-url must be mysql://USER@HOST:PORT/DBNAME (without it, a temporary SQLite file is used)".into());
+        }
+        let opts = mysql_async::Opts::from_url(url).map_err(|e| format!("--database-url: {e}"))?;
+        let name = opts
+            .db_name()
+            .ok_or("--database-url must name a database, e.g. mysql://root@127.0.0.1:3306/wxpay_bench")?
+            .to_string();
+        if !name.contains("bench") || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!(
+                "refusing to use database `{name}`: every run drops and recreates it, so its name must contain `bench` (e.g. wxpay_bench) and only letters, digits and `_`"
+            ));
+        }
+        Ok(Database::MySql {
+            url: url.to_string(),
+            name,
+        })
+    }
+
+    pub fn is_mysql(&self) -> bool {
+        matches!(self, Database::MySql { .. })
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Database::MySql { name, .. } => format!("MySQL database `{name}`"),
+            Database::Sqlite { .. } => "SQLite (temporary file)".to_string(),
+        }
+    }
+
+    /// An empty store for one run, as a `DATABASE_URL`. `tag` keeps SQLite files apart.
+    pub async fn fresh(&self, tag: &str) -> Result<String, String> {
+        match self {
+            Database::MySql { url, name } => {
+                let opts = mysql_async::Opts::from_url(url).map_err(|e| e.to_string())?;
+                let server = mysql_async::OptsBuilder::from_opts(opts).db_name(None::<String>);
+                let mut conn = mysql_async::Conn::new(server)
+                    .await
+                    .map_err(|e| format!("cannot connect to MySQL to recreate `{name}`: {e}"))?;
+                for sql in [
+                    format!("DROP DATABASE IF EXISTS `{name}`"),
+                    format!("CREATE DATABASE `{name}` CHARACTER SET utf8mb4"),
+                ] {
+                    conn.query_drop(&sql)
+                        .await
+                        .map_err(|e| format!("{sql}: {e}"))?;
+                }
+                let _ = conn.disconnect().await;
+                Ok(url.clone())
+            }
+            Database::Sqlite { dir } => {
+                let path = dir.join(format!("{tag}.db"));
+                for suffix in ["", "-wal", "-shm", "-journal"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                Ok(format!("sqlite://{}", path.display()))
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! `wxpay-load`: drives the router binary (and optionally the Node.js reference).
+
+fn main() {}

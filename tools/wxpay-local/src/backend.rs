@@ -1,0 +1,172 @@
+//! A stand-in for the business backend of SPEC §8: serves the price list and records the
+//! payment notifications it receives. Can be switched off to exercise the outbox.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+/// One notification the backend received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub payload: Value,
+    pub secret_ok: bool,
+}
+
+struct Inner {
+    secret: Option<String>,
+    up: AtomicBool,
+    price_requests: AtomicUsize,
+    prices: Mutex<Value>,
+    deliveries: Mutex<Vec<Delivery>>,
+    verbose: bool,
+}
+
+#[derive(Clone)]
+pub struct FakeBackend {
+    addr: SocketAddr,
+    inner: Arc<Inner>,
+}
+
+impl FakeBackend {
+    /// Starts on `addr` (port 0 for any). Notifications must carry `secret` as
+    /// `X-Internal-Secret`; the default prices are `basic` 0.01 and `premium` 29.9 yuan.
+    pub async fn start(
+        addr: SocketAddr,
+        secret: Option<String>,
+        verbose: bool,
+    ) -> std::io::Result<FakeBackend> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let inner = Arc::new(Inner {
+            secret,
+            up: AtomicBool::new(true),
+            price_requests: AtomicUsize::new(0),
+            prices: Mutex::new(json!({ "basic": 0.01, "premium": 29.9 })),
+            deliveries: Mutex::new(Vec::new()),
+            verbose,
+        });
+        let served = inner.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let inner = served.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| answer(inner.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(FakeBackend { addr, inner })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// While down, every request is answered 503.
+    pub fn set_up(&self, up: bool) {
+        self.inner.up.store(up, Ordering::SeqCst);
+    }
+
+    /// Packages in yuan, as the real backend sends them.
+    pub fn set_prices(&self, packages: Value) {
+        *self.inner.prices.lock().unwrap_or_else(|e| e.into_inner()) = packages;
+    }
+
+    pub fn price_requests(&self) -> usize {
+        self.inner.price_requests.load(Ordering::SeqCst)
+    }
+
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.inner
+            .deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many notifications arrived for one order.
+    pub fn deliveries_for(&self, out_trade_no: &str) -> usize {
+        self.deliveries()
+            .iter()
+            .filter(|d| d.payload["outTradeNo"] == out_trade_no)
+            .count()
+    }
+}
+
+async fn answer(
+    inner: Arc<Inner>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, std::convert::Infallible> {
+    let reply = |status: u16, body: Value| {
+        let mut resp = hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+        *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+        resp.headers_mut().insert(
+            "content-type",
+            http::HeaderValue::from_static("application/json"),
+        );
+        Ok(resp)
+    };
+    if !inner.up.load(Ordering::SeqCst) {
+        return reply(503, json!({ "success": false, "message": "backend down" }));
+    }
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    match (parts.method.as_str(), parts.uri.path()) {
+        ("GET", "/api/prices/current") => {
+            inner.price_requests.fetch_add(1, Ordering::SeqCst);
+            let packages = inner
+                .prices
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let updated = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            reply(
+                200,
+                json!({ "success": true, "data": { "packages": packages, "updatedAt": updated } }),
+            )
+        }
+        ("POST", "/api/payment/internal/notify") => {
+            let presented = parts
+                .headers
+                .get("x-internal-secret")
+                .and_then(|v| v.to_str().ok());
+            let secret_ok = match (&inner.secret, presented) {
+                (Some(expected), Some(p)) => expected == p,
+                (None, _) => true,
+                _ => false,
+            };
+            let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            if inner.verbose {
+                println!(
+                    "[backend] payment notification{}: {payload}",
+                    if secret_ok { "" } else { " (WRONG SECRET)" }
+                );
+            }
+            inner
+                .deliveries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(Delivery { payload, secret_ok });
+            if secret_ok {
+                reply(200, json!({ "success": true }))
+            } else {
+                reply(401, json!({ "success": false, "message": "bad secret" }))
+            }
+        }
+        _ => reply(404, json!({ "success": false, "message": "not found" })),
+    }
+}
