@@ -18,6 +18,7 @@ both_stores!(
     forged_stale_probing_and_garbage_notifications_change_nothing,
     a_payment_that_does_not_match_the_order_is_refused_loudly,
     backend_down_means_paid_now_delivered_later_exactly_once,
+    a_later_notification_delivers_what_is_due,
     refund_notifications_record_the_final_state_once,
     a_refund_made_in_the_merchant_portal_is_recorded,
     public_key_mode_needs_no_certificates,
@@ -395,30 +396,39 @@ async fn backend_down_means_paid_now_delivered_later_exactly_once(kind: StoreKin
     assert!(outbox[0].delivered_at.is_some());
 }
 
-/// Pays an order and starts a refund of `amount` through the API; returns (order, refund).
-async fn paid_and_refunding(h: &Harness, amount: i64) -> (String, String) {
-    let no = h.create_paid_order("o_refund", "premium").await;
-    let (status, body) = h
-        .call_trusted(json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": amount }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    (
-        no,
-        body["data"]["outRefundNo"].as_str().unwrap().to_string(),
-    )
+async fn a_later_notification_delivers_what_is_due(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.backend.set_up(false);
+    let first = h.create_paid_order("o_later", "basic").await;
+    let row = h.store.outbox_for_order(&first).await.unwrap().remove(0);
+    // Its backoff has run out by the time the next payment arrives.
+    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    h.store
+        .mark_delivery_failed(row.id, "backend down", past)
+        .await
+        .unwrap();
+    h.backend.set_up(true);
+    let second = h.create_paid_order("o_later", "basic").await;
+    assert_eq!(h.backend.deliveries_for(&second), 1);
+    assert_eq!(
+        h.backend.deliveries_for(&first),
+        1,
+        "delivered with the spare notification budget"
+    );
+    let row = h.store.outbox_for_order(&first).await.unwrap().remove(0);
+    assert_eq!(row.status, OutboxStatus::Delivered);
+    assert_eq!(row.attempts, 2);
 }
 
 async fn refund_notifications_record_the_final_state_once(kind: StoreKind) {
     let Some(h) = Harness::start(kind).await else {
         return;
     };
-    let (no, first) = paid_and_refunding(&h, 990).await;
-    let outcome = h
-        .sim
-        .complete_refund(&first, RefundOutcome::Success)
-        .await
-        .unwrap();
-    assert_eq!(outcome.status, 204, "{}", outcome.body);
+    let no = h.create_paid_order("o_refund", "premium").await;
+    let first = h.start_refund(&no, Some(990)).await;
+    h.finish_refund(&first, RefundOutcome::Success).await;
     let refund = h.store.get_refund(&first).await.unwrap().unwrap();
     assert_eq!(refund.status, RefundStatus::Success);
     assert!(refund.success_at.is_some());
@@ -437,40 +447,12 @@ async fn refund_notifications_record_the_final_state_once(kind: StoreKind) {
     assert_eq!(h.order(&no).await.refunded_amount, 990);
 
     // An abnormal refund and a closed one refund nothing.
-    let (status, body) = h
-        .call_trusted(json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 1000 }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let abnormal = body["data"]["outRefundNo"].as_str().unwrap().to_string();
-    assert_eq!(
-        h.sim
-            .complete_refund(&abnormal, RefundOutcome::Abnormal)
-            .await
-            .unwrap()
-            .status,
-        204
-    );
-    assert_eq!(
-        h.store.get_refund(&abnormal).await.unwrap().unwrap().status,
-        RefundStatus::Abnormal
-    );
-    let (status, body) = h
-        .call_trusted(json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 500 }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    let closed = body["data"]["outRefundNo"].as_str().unwrap().to_string();
-    assert_eq!(
-        h.sim
-            .complete_refund(&closed, RefundOutcome::Closed)
-            .await
-            .unwrap()
-            .status,
-        204
-    );
-    assert_eq!(
-        h.store.get_refund(&closed).await.unwrap().unwrap().status,
-        RefundStatus::Closed
-    );
+    let abnormal = h.start_refund(&no, Some(1000)).await;
+    h.finish_refund(&abnormal, RefundOutcome::Abnormal).await;
+    assert_eq!(h.refund_status(&abnormal).await, RefundStatus::Abnormal);
+    let closed = h.start_refund(&no, Some(500)).await;
+    h.finish_refund(&closed, RefundOutcome::Closed).await;
+    assert_eq!(h.refund_status(&closed).await, RefundStatus::Closed);
     assert_eq!(h.order(&no).await.refunded_amount, 990);
 
     // The abnormal refund still holds its 1000 fen at WeChat Pay: only 1000 remain.
@@ -478,35 +460,17 @@ async fn refund_notifications_record_the_final_state_once(kind: StoreKind) {
         .call_trusted(json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 1001 }))
         .await;
     assert_eq!(status, 409, "{body}");
-    let (status, body) = h
-        .call_trusted(json!({ "type": "wxpay_refund", "outTradeNo": no }))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["data"]["amount"], 1000);
-    let rest = body["data"]["outRefundNo"].as_str().unwrap().to_string();
+    let rest = h.start_refund(&no, None).await;
     assert_eq!(
-        h.sim
-            .complete_refund(&rest, RefundOutcome::Success)
-            .await
-            .unwrap()
-            .status,
-        204
+        h.store.get_refund(&rest).await.unwrap().unwrap().amount,
+        1000
     );
+    h.finish_refund(&rest, RefundOutcome::Success).await;
     assert_eq!(h.order(&no).await.status, OrderStatus::Paid);
 
     // The merchant re-routes the abnormal refund; it succeeds and the order is refunded.
-    assert_eq!(
-        h.sim
-            .complete_refund(&abnormal, RefundOutcome::Success)
-            .await
-            .unwrap()
-            .status,
-        204
-    );
-    assert_eq!(
-        h.store.get_refund(&abnormal).await.unwrap().unwrap().status,
-        RefundStatus::Success
-    );
+    h.finish_refund(&abnormal, RefundOutcome::Success).await;
+    assert_eq!(h.refund_status(&abnormal).await, RefundStatus::Success);
     let order = h.order(&no).await;
     assert_eq!(order.refunded_amount, 2990);
     assert_eq!(order.status, OrderStatus::Refunded);

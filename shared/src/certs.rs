@@ -198,10 +198,21 @@ pub trait CertificateSource: Send + Sync {
     async fn download_certificates(&self) -> Result<RawAnswer, String>;
 }
 
+impl CertCache {
+    /// A cached certificate's key, if it has not expired (however old the cache is).
+    fn cached_key(&self, serial: &str, now: OffsetDateTime) -> Option<VerifyKey> {
+        self.by_serial
+            .get(&serial.to_ascii_uppercase())
+            .filter(|c| c.not_after > now)
+            .map(|c| c.key.clone())
+    }
+}
+
 struct CertCache {
     by_serial: HashMap<String, PlatformCert>,
     fetched_at: Option<Instant>,
     last_forced: Option<Instant>,
+    last_failed: Option<Instant>,
     downloads: u64,
 }
 
@@ -227,6 +238,7 @@ impl PlatformKeys {
                 by_serial: HashMap::new(),
                 fetched_at: None,
                 last_forced: None,
+                last_failed: None,
                 downloads: 0,
             }),
             download_lock: tokio::sync::Mutex::new(()),
@@ -295,18 +307,33 @@ impl PlatformKeys {
                 return Err(VerifyError::UnknownSerial(serial.to_string()));
             }
             c.last_forced = Some(Instant::now());
-        }
-        if let Err(e) = self.download(source, now).await {
-            // A failed periodic refresh keeps the certificates we had.
+        } else {
+            // A download that just failed is not retried on every call: WeChat Pay is
+            // having trouble, and forged serials must not turn that into a flood.
             let c = self.lock();
-            if let Some(cert) = c.by_serial.get(&serial.to_ascii_uppercase()) {
-                if cert.not_after > now {
-                    tracing::warn!("certificate refresh failed, keeping cached certificates: {e}");
-                    return Ok(cert.key.clone());
-                }
+            if c.last_failed
+                .is_some_and(|t| t.elapsed() < MIN_FORCED_INTERVAL)
+            {
+                return c.cached_key(serial, now).ok_or_else(|| {
+                    VerifyError::CertificatesUnavailable(
+                        "the last download failed less than a minute ago".into(),
+                    )
+                });
+            }
+        }
+        let downloaded = self.download(source, now).await;
+        let mut c = self.lock();
+        if let Err(e) = downloaded {
+            c.last_failed = Some(Instant::now());
+            // A failed periodic refresh keeps the certificates we had.
+            if let Some(key) = c.cached_key(serial, now) {
+                tracing::warn!("certificate refresh failed, keeping cached certificates: {e}");
+                return Ok(key);
             }
             return Err(e);
         }
+        c.last_failed = None;
+        drop(c);
         match self.lookup(serial, now) {
             Lookup::Found(key) => Ok(key),
             Lookup::Missing { .. } => Err(VerifyError::UnknownSerial(serial.to_string())),
@@ -448,5 +475,36 @@ mod tests {
         let mut h = headers("x", t);
         h.timestamp = "soon".into();
         assert_eq!(h.precheck(now), Err(VerifyError::StaleTimestamp));
+    }
+
+    struct FailingSource(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl CertificateSource for FailingSource {
+        async fn download_certificates(&self) -> Result<RawAnswer, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err("WeChat Pay is down".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_download_is_not_retried_by_every_forged_serial() {
+        let keys = PlatformKeys::new(None, ApiV3Key::new(&"k".repeat(32)).unwrap());
+        let source = FailingSource(Default::default());
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        for i in 0..5 {
+            let sig = SignatureHeaders {
+                serial: format!("{:040X}", 0xF00 + i),
+                signature: "c2lnbmF0dXJl".into(),
+                timestamp: now.to_string(),
+                nonce: "nonce".into(),
+            };
+            let err = keys.verify(&sig, b"{}", &source).await.unwrap_err();
+            assert!(
+                matches!(err, VerifyError::CertificatesUnavailable(_)),
+                "{err}"
+            );
+        }
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -301,10 +301,28 @@ fn event_body(body: Option<String>, is_base64: bool) -> Result<Bytes, AppError> 
     }
 }
 
-fn to_http_response<R: Default>(
-    resp: HttpResponse,
-    fill: impl FnOnce(&mut R, i64, HeaderMap, Option<String>),
-) -> R {
+/// Answers an HTTP request decoded from an event (or the reason it could not be decoded).
+async fn answer_event(app: &App, request: Result<HttpRequest, AppError>) -> HttpResponse {
+    match request {
+        Ok(req) => handle_http(app, req).await,
+        Err(e) => {
+            let (status, body) = envelope(Err(e));
+            HttpResponse::json(status, &body)
+        }
+    }
+}
+
+/// REST v1 and ALB events carry headers twice; single values win over the lists.
+fn merge_headers(multi: HeaderMap, single: &HeaderMap) -> HeaderMap {
+    let mut headers = multi;
+    for (k, v) in single {
+        headers.insert(k.clone(), v.clone());
+    }
+    headers
+}
+
+/// What every HTTP event response carries: status, headers, optional body.
+fn response_parts(resp: HttpResponse) -> (i64, HeaderMap, Option<lambda_http::Body>) {
     let mut headers = HeaderMap::new();
     if resp.body.is_some() {
         headers.insert(
@@ -312,9 +330,15 @@ fn to_http_response<R: Default>(
             HeaderValue::from_static("application/json; charset=utf-8"),
         );
     }
-    let mut out = R::default();
-    fill(&mut out, resp.status as i64, headers, resp.body);
-    out
+    (
+        i64::from(resp.status),
+        headers,
+        resp.body.map(lambda_http::Body::Text),
+    )
+}
+
+fn to_event_value(value: Result<Value, serde_json::Error>) -> Value {
+    value.unwrap_or_else(|_| json!({ "statusCode": 500 }))
 }
 
 /// A Lambda invocation of any shape. HTTP events get an HTTP-shaped answer of the same
@@ -325,121 +349,81 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
         ApiGatewayProxyRequest, ApiGatewayProxyResponse, ApiGatewayV2httpRequest,
         ApiGatewayV2httpResponse,
     };
-    use lambda_http::Body;
 
-    fn bad_event(e: serde_json::Error) -> Value {
-        envelope(Err(AppError::InvalidJson(format!(
-            "malformed HTTP event: {e}"
-        ))))
-        .1
+    fn parse<T: serde::de::DeserializeOwned>(event: Value) -> Result<T, Value> {
+        serde_json::from_value(event).map_err(|e| {
+            envelope(Err(AppError::InvalidJson(format!(
+                "malformed HTTP event: {e}"
+            ))))
+            .1
+        })
     }
-    let body_of = |b: Option<String>| b.map(Body::Text);
 
     match lambda_shape(&event) {
         LambdaShape::Raw => handle_raw_event(app, event).await,
         LambdaShape::V2 => {
-            let ev: ApiGatewayV2httpRequest = match serde_json::from_value(event) {
-                Ok(e) => e,
-                Err(e) => return bad_event(e),
+            let ev: ApiGatewayV2httpRequest = match parse(event) {
+                Ok(ev) => ev,
+                Err(answer) => return answer,
             };
-            let resp = match event_body(ev.body, ev.is_base64_encoded) {
-                Ok(body) => {
-                    let req = HttpRequest {
-                        method: ev.request_context.http.method.clone(),
-                        path: ev.raw_path.clone().unwrap_or_else(|| "/".into()),
-                        headers: ev.headers,
-                        body,
-                        source_ip: ev.request_context.http.source_ip.clone(),
-                    };
-                    handle_http(app, req).await
-                }
-                Err(e) => {
-                    let (s, b) = envelope(Err(e));
-                    HttpResponse::json(s, &b)
-                }
-            };
-            let out: ApiGatewayV2httpResponse =
-                to_http_response(resp, |r: &mut ApiGatewayV2httpResponse, s, h, b| {
-                    r.status_code = s;
-                    r.headers = h;
-                    r.body = body_of(b);
-                });
-            serde_json::to_value(out).unwrap_or_else(|_| json!({ "statusCode": 500 }))
+            let request = event_body(ev.body, ev.is_base64_encoded).map(|body| HttpRequest {
+                method: ev.request_context.http.method.clone(),
+                path: ev.raw_path.clone().unwrap_or_else(|| "/".into()),
+                headers: ev.headers,
+                body,
+                source_ip: ev.request_context.http.source_ip.clone(),
+            });
+            let (status, headers, body) = response_parts(answer_event(app, request).await);
+            let mut out = ApiGatewayV2httpResponse::default();
+            out.status_code = status;
+            out.headers = headers;
+            out.body = body;
+            to_event_value(serde_json::to_value(out))
         }
         LambdaShape::V1 => {
-            let ev: ApiGatewayProxyRequest = match serde_json::from_value(event) {
-                Ok(e) => e,
-                Err(e) => return bad_event(e),
+            let ev: ApiGatewayProxyRequest = match parse(event) {
+                Ok(ev) => ev,
+                Err(answer) => return answer,
             };
-            let mut headers = ev.multi_value_headers.clone();
-            for (k, v) in ev.headers.iter() {
-                headers.insert(k.clone(), v.clone());
-            }
-            let resp = match event_body(ev.body, ev.is_base64_encoded) {
-                Ok(body) => {
-                    let req = HttpRequest {
-                        method: ev.http_method.clone(),
-                        path: ev.path.clone().unwrap_or_else(|| "/".into()),
-                        headers,
-                        body,
-                        source_ip: ev.request_context.identity.source_ip.clone(),
-                    };
-                    handle_http(app, req).await
-                }
-                Err(e) => {
-                    let (s, b) = envelope(Err(e));
-                    HttpResponse::json(s, &b)
-                }
-            };
-            let out: ApiGatewayProxyResponse =
-                to_http_response(resp, |r: &mut ApiGatewayProxyResponse, s, h, b| {
-                    r.status_code = s;
-                    r.headers = h;
-                    r.body = body_of(b);
-                });
-            serde_json::to_value(out).unwrap_or_else(|_| json!({ "statusCode": 500 }))
+            let request = event_body(ev.body, ev.is_base64_encoded).map(|body| HttpRequest {
+                method: ev.http_method.clone(),
+                path: ev.path.clone().unwrap_or_else(|| "/".into()),
+                headers: merge_headers(ev.multi_value_headers, &ev.headers),
+                body,
+                source_ip: ev.request_context.identity.source_ip.clone(),
+            });
+            let (status, headers, body) = response_parts(answer_event(app, request).await);
+            let mut out = ApiGatewayProxyResponse::default();
+            out.status_code = status;
+            out.headers = headers;
+            out.body = body;
+            to_event_value(serde_json::to_value(out))
         }
         LambdaShape::Alb => {
-            let ev: AlbTargetGroupRequest = match serde_json::from_value(event) {
-                Ok(e) => e,
-                Err(e) => return bad_event(e),
+            let ev: AlbTargetGroupRequest = match parse(event) {
+                Ok(ev) => ev,
+                Err(answer) => return answer,
             };
-            let mut headers = ev.multi_value_headers.clone();
-            for (k, v) in ev.headers.iter() {
-                headers.insert(k.clone(), v.clone());
-            }
-            let resp = match event_body(ev.body, ev.is_base64_encoded) {
-                Ok(body) => {
-                    let req = HttpRequest {
-                        method: ev.http_method.clone(),
-                        path: ev.path.clone().unwrap_or_else(|| "/".into()),
-                        headers,
-                        body,
-                        source_ip: None,
-                    };
-                    handle_http(app, req).await
-                }
-                Err(e) => {
-                    let (s, b) = envelope(Err(e));
-                    HttpResponse::json(s, &b)
-                }
-            };
-            let out: AlbTargetGroupResponse =
-                to_http_response(resp, |r: &mut AlbTargetGroupResponse, s, h, b| {
-                    r.status_code = s;
-                    r.status_description = Some(format!(
-                        "{} {}",
-                        s,
-                        http::StatusCode::from_u16(s as u16)
-                            .ok()
-                            .and_then(|c| c.canonical_reason())
-                            .unwrap_or("")
-                    ));
-                    r.multi_value_headers = h.clone();
-                    r.headers = h;
-                    r.body = body_of(b);
-                });
-            serde_json::to_value(out).unwrap_or_else(|_| json!({ "statusCode": 500 }))
+            let request = event_body(ev.body, ev.is_base64_encoded).map(|body| HttpRequest {
+                method: ev.http_method.clone(),
+                path: ev.path.clone().unwrap_or_else(|| "/".into()),
+                headers: merge_headers(ev.multi_value_headers, &ev.headers),
+                body,
+                source_ip: None,
+            });
+            let (status, headers, body) = response_parts(answer_event(app, request).await);
+            let reason = http::StatusCode::from_u16(status as u16)
+                .ok()
+                .and_then(|c| c.canonical_reason())
+                .unwrap_or("");
+            let mut out = AlbTargetGroupResponse::default();
+            out.status_code = status;
+            out.status_description = Some(format!("{status} {reason}"));
+            // ALB reads one or the other, depending on the target group's setting.
+            out.multi_value_headers = headers.clone();
+            out.headers = headers;
+            out.body = body;
+            to_event_value(serde_json::to_value(out))
         }
     }
 }

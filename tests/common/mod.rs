@@ -209,6 +209,45 @@ impl Harness {
         no
     }
 
+    /// Starts a refund as the trusted backend; returns its `outRefundNo`.
+    pub async fn start_refund(&self, out_trade_no: &str, amount: Option<i64>) -> String {
+        let mut call = json!({ "type": "wxpay_refund", "outTradeNo": out_trade_no });
+        if let Some(a) = amount {
+            call["amount"] = json!(a);
+        }
+        let (status, body) = self.call_trusted(call).await;
+        assert_eq!(status, 200, "refund started: {body}");
+        body["data"]["outRefundNo"]
+            .as_str()
+            .expect("outRefundNo")
+            .to_string()
+    }
+
+    /// WeChat Pay finishes a refund; its notification must be handled.
+    pub async fn finish_refund(&self, out_refund_no: &str, outcome: wxpay_sim::RefundOutcome) {
+        let answer = self
+            .env
+            .sim
+            .complete_refund(out_refund_no, outcome)
+            .await
+            .expect("simulator finishes the refund");
+        assert_eq!(
+            answer.status, 204,
+            "refund notification handled: {}",
+            answer.body
+        );
+    }
+
+    pub async fn refund_status(&self, out_refund_no: &str) -> wxpay_shared::store::RefundStatus {
+        self.env
+            .store
+            .get_refund(out_refund_no)
+            .await
+            .expect("store answers")
+            .expect("refund exists")
+            .status
+    }
+
     pub async fn order(&self, out_trade_no: &str) -> Order {
         self.env
             .store
