@@ -368,3 +368,27 @@ async fn a_callfunction_event_orders_like_http(kind: StoreKind) {
     let answer = wxpay_shared::runtime::handle_raw_event(&h.app, json!("wxpay_order")).await;
     assert_eq!(answer["code"], 40001, "{answer}");
 }
+
+#[tokio::test]
+async fn an_order_with_the_database_down_is_refused_before_wechat_pay_hears_of_it() {
+    let h = Harness::start(StoreKind::Sqlite).await.unwrap();
+    let config = wxpay_shared::config::Config::from_vars(h.vars.clone()).unwrap();
+    let dead = wxpay_shared::store::open("mysql://root:s3cr3t-pw@127.0.0.1:1/gone").unwrap();
+    let app = wxpay_shared::state::App::with_store(config, dead, wxpay_shared::handlers::ALL_TYPES);
+    let answer = wxpay_shared::runtime::handle_raw_event(
+        &app,
+        json!({ "type": "wxpay_order", "packageType": "basic", "userInfo": { "openId": "o_db" } }),
+    )
+    .await;
+    assert_eq!(answer["code"], 50010, "{answer}");
+    assert!(
+        answer["msg"].as_str().unwrap().contains("retry"),
+        "{answer}"
+    );
+    assert!(!answer.to_string().contains("s3cr3t-pw"));
+    assert_eq!(
+        h.sim.request_count("/v3/pay"),
+        0,
+        "no prepay without a stored order"
+    );
+}
