@@ -381,6 +381,11 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
             to_event_value(serde_json::to_value(out))
         }
         LambdaShape::V1 => {
+            // The CloudBase / SCF trigger names the client's address differently.
+            let scf_source_ip = event
+                .pointer("/requestContext/sourceIp")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             let ev: ApiGatewayProxyRequest = match parse(event) {
                 Ok(ev) => ev,
                 Err(answer) => return answer,
@@ -390,7 +395,7 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
                 path: ev.path.clone().unwrap_or_else(|| "/".into()),
                 headers: merge_headers(ev.multi_value_headers, &ev.headers),
                 body,
-                source_ip: ev.request_context.identity.source_ip.clone(),
+                source_ip: ev.request_context.identity.source_ip.clone().or(scf_source_ip),
             });
             let (status, headers, body) = response_parts(answer_event(app, request).await);
             let mut out = ApiGatewayProxyResponse::default();
