@@ -52,9 +52,8 @@ if [ -z "$target" ]; then
         echo "build-scf: adding the $musl target with rustup" >&2
         rustup target add "$musl" >/dev/null 2>&1 || true
     fi
-    if rustup target list --installed 2>/dev/null | grep -qx "$musl" && cc="$(musl_cc)"; then
+    if rustup target list --installed 2>/dev/null | grep -qx "$musl" && musl_cc >/dev/null; then
         target="$musl"
-        export "CC_x86_64_unknown_linux_musl=$cc"
     else
         target="$gnu"
         echo "build-scf: WARNING: building for $gnu (dynamically linked against glibc):" >&2
@@ -62,6 +61,11 @@ if [ -z "$target" ]; then
         echo "build-scf:   (rustup target add $musl; apt-get install musl-tools)." >&2
         echo "build-scf:   The binary then needs a glibc no older than this machine's." >&2
     fi
+fi
+
+# cc-rs needs to be told which C compiler targets musl (unless the caller already did).
+if [ "$target" = "$musl" ] && [ -z "${CC_x86_64_unknown_linux_musl:-}" ] && cc="$(musl_cc)"; then
+    export "CC_x86_64_unknown_linux_musl=$cc"
 fi
 
 packages=()
