@@ -397,7 +397,13 @@ async fn backend_down_means_paid_now_delivered_later_exactly_once(kind: StoreKin
 }
 
 async fn a_later_notification_delivers_what_is_due(kind: StoreKind) {
-    let Some(h) = Harness::start(kind).await else {
+    let Some(h) = Harness::start_with(kind, |o| {
+        // Look for due rows after every notification (the default is every 30 s).
+        o.extra_vars
+            .push(("OUTBOX_SWEEP_INTERVAL_SECS".into(), "0".into()));
+    })
+    .await
+    else {
         return;
     };
     h.backend.set_up(false);

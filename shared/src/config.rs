@@ -68,6 +68,8 @@ pub struct Config {
     pub default_prices: PriceList,
     /// Per-attempt timeout for WeChat Pay calls.
     pub wechatpay_timeout: Duration,
+    /// How often a warm instance looks for due backend deliveries after a notification.
+    pub outbox_sweep_interval: Duration,
 }
 
 impl Config {
@@ -216,6 +218,19 @@ impl Config {
             },
         };
 
+        let outbox_sweep_interval = match get("OUTBOX_SWEEP_INTERVAL_SECS") {
+            None => Duration::from_secs(30),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => {
+                    problems.push(format!(
+                        "OUTBOX_SWEEP_INTERVAL_SECS must be whole seconds (got `{v}`)"
+                    ));
+                    Duration::from_secs(30)
+                }
+            },
+        };
+
         match (private_key, apiv3_key) {
             (Some(private_key), Some(apiv3_key)) if problems.is_empty() => Ok(Config {
                 appid,
@@ -234,6 +249,7 @@ impl Config {
                 price_cache_ttl,
                 default_prices,
                 wechatpay_timeout,
+                outbox_sweep_interval,
             }),
             _ => Err(ConfigError { problems }),
         }

@@ -104,7 +104,7 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     // Spare time goes to deliveries earlier notifications could not finish.
     if answer.status < 300 {
         let remaining = NOTIFY_BUDGET.saturating_sub(started.elapsed());
-        if remaining > Duration::from_millis(1500) {
+        if remaining > Duration::from_millis(1500) && app.outbox_sweep_due() {
             crate::outbox::deliver_due(app, false, 5, remaining - Duration::from_millis(500)).await;
         }
     }

@@ -395,7 +395,12 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
                 path: ev.path.clone().unwrap_or_else(|| "/".into()),
                 headers: merge_headers(ev.multi_value_headers, &ev.headers),
                 body,
-                source_ip: ev.request_context.identity.source_ip.clone().or(scf_source_ip),
+                source_ip: ev
+                    .request_context
+                    .identity
+                    .source_ip
+                    .clone()
+                    .or(scf_source_ip),
             });
             let (status, headers, body) = response_parts(answer_event(app, request).await);
             let mut out = ApiGatewayProxyResponse::default();

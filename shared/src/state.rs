@@ -1,6 +1,7 @@
 //! Everything a function builds once per instance and keeps warm across invocations.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
@@ -15,6 +16,7 @@ pub struct App {
     pub prices: Prices,
     /// The `type`s this binary serves.
     pub types: &'static [&'static str],
+    last_outbox_sweep: Mutex<Option<Instant>>,
 }
 
 impl App {
@@ -45,7 +47,23 @@ impl App {
             wechat,
             prices,
             types,
+            last_outbox_sweep: Mutex::new(None),
         }
+    }
+
+    /// Whether this instance should look for due deliveries now; at most once per
+    /// `OUTBOX_SWEEP_INTERVAL_SECS`, so a busy instance does not query the outbox on every
+    /// notification.
+    pub fn outbox_sweep_due(&self) -> bool {
+        let mut last = self
+            .last_outbox_sweep
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let due = last.is_none_or(|t| t.elapsed() >= self.config.outbox_sweep_interval);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     pub fn serves(&self, ty: &str) -> bool {

@@ -228,6 +228,12 @@ impl MySqlStore {
             }
         }
         pool_opts = pool_opts.with_inactive_connection_ttl(CONN_TTL);
+        // Resetting a connection on its way back to the pool also drops its prepared
+        // statements, so every query was prepared again. The store leaves no session state
+        // behind (each transaction commits or rolls back), so keep them unless told otherwise.
+        if !url.contains("reset_connection=") {
+            pool_opts = pool_opts.with_reset_connection(false);
+        }
         let conn_ttl = opts.conn_ttl().unwrap_or(CONN_TTL);
         let builder = OptsBuilder::from_opts(opts)
             .pool_opts(pool_opts)
@@ -427,10 +433,17 @@ impl MySqlStore {
         )
         .await?;
         let outbox_id = last_id(tx.last_insert_id())?;
-        let order = select_order(&mut tx, &paid.out_trade_no, false)
-            .await?
-            .ok_or_else(|| StoreError::Query("order vanished inside its transaction".into()))?;
         tx.commit().await?;
+        // The row is locked and we just wrote it: no need to read it back.
+        let mut order = order;
+        order.status = OrderStatus::Paid;
+        order.transaction_id = Some(paid.transaction_id.clone());
+        order.paid_amount = Some(paid.paid_amount);
+        if order.openid.is_none() {
+            order.openid = paid.payer_openid.clone();
+        }
+        order.paid_at = Some(to_stored_precision(paid.paid_at));
+        order.updated_at = to_stored_precision(paid.now);
         Ok(PaidOutcome::Transitioned { order, outbox_id })
     }
 
@@ -1207,4 +1220,10 @@ impl Store for MySqlStore {
         )
         .await
     }
+}
+
+/// What a `DATETIME(3)` column keeps of a time: milliseconds.
+fn to_stored_precision(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(t.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(t)
 }
