@@ -36,16 +36,21 @@ pub fn order_request(addr: SocketAddr, body: &str, openid: Option<&str>) -> Vec<
 
 /// Connects (retrying while refused), sends `request`, reads the answer to EOF.
 /// A connection that is reset before a complete answer counts as "not ready yet".
+/// `gone` is asked between attempts whether the process died (then waiting is pointless).
 pub fn first_answer(
     addr: SocketAddr,
     request: &[u8],
     since: Instant,
     timeout: Duration,
+    gone: &mut dyn FnMut() -> Option<String>,
 ) -> Result<Answer, String> {
     let deadline = Instant::now() + timeout;
     loop {
         if Instant::now() >= deadline {
             return Err(format!("no answer from {addr} within {timeout:?}"));
+        }
+        if let Some(status) = gone() {
+            return Err(format!("the process exited ({status}) before answering"));
         }
         let mut stream = match TcpStream::connect(addr) {
             Ok(s) => s,
@@ -55,7 +60,11 @@ pub fn first_answer(
             }
         };
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))));
+        let _ = stream.set_read_timeout(Some(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1)),
+        ));
         if stream.write_all(request).is_err() {
             std::thread::sleep(POLL);
             continue;

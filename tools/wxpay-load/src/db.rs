@@ -27,7 +27,9 @@ impl Database {
         let opts = mysql_async::Opts::from_url(url).map_err(|e| format!("--database-url: {e}"))?;
         let name = opts
             .db_name()
-            .ok_or("--database-url must name a database, e.g. mysql://root@127.0.0.1:3306/wxpay_bench")?
+            .ok_or(
+                "--database-url must name a database, e.g. mysql://root@127.0.0.1:3306/wxpay_bench",
+            )?
             .to_string();
         if !name.contains("bench") || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(format!(

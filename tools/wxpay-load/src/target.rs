@@ -8,12 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cold::Answer;
+
 /// Which implementation to start.
 #[derive(Debug, Clone)]
 pub enum Kind {
     /// The Rust router (`wxpay_functions`) in local HTTP mode.
     Rust { bin: PathBuf },
-    /// `node DIR/index.js`: the Node.js reference.
+    /// `node index.js` in DIR: the Node.js reference.
     Node { node: String, dir: PathBuf },
 }
 
@@ -28,10 +30,25 @@ impl Kind {
     pub fn describe(&self) -> String {
         match self {
             Kind::Rust { bin } => format!("Rust router {}", bin.display()),
-            Kind::Node { dir, .. } => format!("Node.js reference {}", dir.join("index.js").display()),
+            Kind::Node { dir, .. } => {
+                format!("Node.js reference {}", dir.join("index.js").display())
+            }
         }
     }
 }
+
+/// Prefixes of the environment variables the functions read (SPEC §6), plus the Lambda
+/// switch; the caller's values of these are never passed on.
+const PRODUCT_VARS: &[&str] = &[
+    "WECHAT",
+    "API_BASE_URL",
+    "INTERNAL_API_SECRET",
+    "DATABASE_URL",
+    "PRICE_CACHE_TTL_SECS",
+    "DEFAULT_PRICES",
+    "OUTBOX_",
+    "AWS_LAMBDA_RUNTIME_API",
+];
 
 /// A started process and where it listens. Dropping it kills the process.
 pub struct Running {
@@ -50,7 +67,7 @@ pub fn free_port() -> std::io::Result<u16> {
 
 impl Running {
     /// Starts `kind` on a free loopback port with `vars` (the product's environment).
-    /// `notify_path_url` is filled in here because WECHAT_NOTIFY_URL names the port.
+    /// WECHAT_NOTIFY_URL is set here because it names the port.
     pub fn start(kind: &Kind, vars: &[(String, String)], log: &Path) -> Result<Running, String> {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -58,13 +75,20 @@ impl Running {
             Kind::Rust { bin } => Command::new(bin),
             Kind::Node { node, dir } => {
                 let mut c = Command::new(node);
-                c.arg(dir.join("index.js")).current_dir(dir);
+                c.arg("index.js").current_dir(dir);
                 c
             }
         };
-        // Local HTTP mode: without AWS_LAMBDA_RUNTIME_API the binary serves HOST:PORT.
-        cmd.env_remove("AWS_LAMBDA_RUNTIME_API")
-            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // Only our product variables: a WECHAT_PUBLIC_KEY or DATABASE_URL left in the
+        // caller's shell must not change what is measured. Without AWS_LAMBDA_RUNTIME_API the
+        // binary serves local HTTP on HOST:PORT.
+        for (name, _) in std::env::vars_os() {
+            let n = name.to_string_lossy();
+            if PRODUCT_VARS.iter().any(|p| n.starts_with(p)) {
+                cmd.env_remove(&name);
+            }
+        }
+        cmd.envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("HOST", "127.0.0.1")
             .env("PORT", port.to_string())
             .env("WECHAT_NOTIFY_URL", format!("http://{addr}/pay"))
@@ -135,18 +159,26 @@ impl Running {
         })
     }
 
-    /// Polls `GET /healthz` until it answers 200 (or `timeout`).
+    /// The first complete answer to `request`, timed from the exec; see [`crate::cold`].
+    /// Errors carry the end of the process's log.
+    pub fn first_answer(&mut self, request: &[u8], timeout: Duration) -> Result<Answer, String> {
+        let (addr, since) = (self.addr, self.spawned_at);
+        let child = &mut self.child;
+        let mut gone = || match child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            _ => None,
+        };
+        crate::cold::first_answer(addr, request, since, timeout, &mut gone)
+            .map_err(|e| format!("{e}:\n{}", self.log_tail(20)))
+    }
+
+    /// Polls `GET /healthz` until it answers 200 (or `timeout`); the time since the exec.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<Duration, String> {
-        match crate::cold::first_answer(self.addr, &crate::cold::healthz_request(self.addr), self.spawned_at, timeout) {
-            Ok(a) if a.status == 200 => Ok(a.elapsed),
-            Ok(a) => Err(format!("/healthz answered {}", a.status)),
-            Err(e) => Err(match self.exited() {
-                Some(status) => format!(
-                    "the process exited ({status}) before answering:\n{}",
-                    self.log_tail(20)
-                ),
-                None => format!("{e}:\n{}", self.log_tail(20)),
-            }),
+        let a = self.first_answer(&crate::cold::healthz_request(self.addr), timeout)?;
+        if a.status == 200 {
+            Ok(a.elapsed)
+        } else {
+            Err(format!("/healthz answered {}: {}", a.status, a.body))
         }
     }
 }
