@@ -254,12 +254,7 @@ async fn bad_input_is_refused_before_anything_is_written_or_sent(kind: StoreKind
 }
 
 async fn prepay_failures_leave_the_order_unpayable(kind: StoreKind) {
-    let Some(h) = Harness::start_with(kind, |o| {
-        o.extra_vars
-            .push(("WECHATPAY_TIMEOUT_MS".into(), "700".into()));
-    })
-    .await
-    else {
+    let Some(h) = Harness::start_impatient(kind).await else {
         return;
     };
     let order = json!({ "type": "wxpay_order", "packageType": "basic" });

@@ -250,12 +250,7 @@ async fn concurrent_refunds_cannot_together_exceed_the_order(kind: StoreKind) {
 }
 
 async fn wechat_pay_refusals_and_timeouts_leave_a_state_a_retry_resolves(kind: StoreKind) {
-    let Some(h) = Harness::start_with(kind, |o| {
-        o.extra_vars
-            .push(("WECHATPAY_TIMEOUT_MS".into(), "700".into()));
-    })
-    .await
-    else {
+    let Some(h) = Harness::start_impatient(kind).await else {
         return;
     };
     let no = h.create_paid_order("o_w", "premium").await;

@@ -112,6 +112,15 @@ impl Harness {
         Self::start_with(kind, |_| {}).await
     }
 
+    /// WeChat Pay calls time out after 700 ms, so a delayed answer is a timeout in tests.
+    pub async fn start_impatient(kind: StoreKind) -> Option<Harness> {
+        Self::start_with(kind, |o| {
+            o.extra_vars
+                .push(("WECHATPAY_TIMEOUT_MS".into(), "700".into()));
+        })
+        .await
+    }
+
     pub async fn start_with(
         kind: StoreKind,
         tweak: impl FnOnce(&mut LocalOptions),
