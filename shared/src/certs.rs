@@ -213,7 +213,6 @@ struct CertCache {
     fetched_at: Option<Instant>,
     last_forced: Option<Instant>,
     last_failed: Option<Instant>,
-    downloads: u64,
 }
 
 /// The verifying keys, in warm memory for the life of the instance.
@@ -239,15 +238,9 @@ impl PlatformKeys {
                 fetched_at: None,
                 last_forced: None,
                 last_failed: None,
-                downloads: 0,
             }),
             download_lock: tokio::sync::Mutex::new(()),
         }
-    }
-
-    /// How many certificate downloads this instance made (operators, tests).
-    pub fn download_count(&self) -> u64 {
-        self.lock().downloads
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CertCache> {
@@ -348,10 +341,6 @@ impl PlatformKeys {
     ) -> Result<(), VerifyError> {
         let unavailable = |m: String| VerifyError::CertificatesUnavailable(m);
         let answer = source.download_certificates().await.map_err(unavailable)?;
-        {
-            let mut c = self.lock();
-            c.downloads += 1;
-        }
         if answer.status == 404 {
             // Merchants on public-key mode have no platform certificate; nothing to install.
             let mut c = self.lock();

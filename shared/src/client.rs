@@ -40,16 +40,6 @@ pub enum ClientError {
     Sign,
 }
 
-impl ClientError {
-    /// WeChat Pay's own error code, when it sent one.
-    pub fn api_code(&self) -> Option<&str> {
-        match self {
-            ClientError::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-}
-
 /// One HTTP client per instance, built on first use: no TLS set-up on the cold-start path.
 static HTTP: Lazy<reqwest::Client> = Lazy::new(|| {
     reqwest::Client::builder()

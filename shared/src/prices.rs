@@ -32,9 +32,6 @@ impl PriceList {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Converts a decimal yuan string to fen without going through floating point.
