@@ -262,8 +262,8 @@ impl PlatformKeys {
     fn lookup(&self, serial: &str, now: OffsetDateTime) -> Lookup {
         let c = self.lock();
         let stale = c.fetched_at.is_none_or(|t| t.elapsed() >= REFRESH_EVERY);
-        match c.by_serial.get(&serial.to_ascii_uppercase()) {
-            Some(cert) if cert.not_after > now && !stale => Lookup::Found(cert.key.clone()),
+        match c.cached_key(serial, now) {
+            Some(key) if !stale => Lookup::Found(key),
             _ => Lookup::Missing { stale },
         }
     }

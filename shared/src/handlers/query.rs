@@ -97,13 +97,19 @@ async fn sync(app: &App, order: &Order, tx: &Transaction) -> Result<bool, AppErr
     }
 }
 
+/// `order` is the row as read before the sync; it is read again only if the sync changed it.
 async fn answer(
     app: &App,
     out_trade_no: &str,
+    order: Option<Order>,
     tx: Option<Transaction>,
     synced: bool,
 ) -> Result<Value, AppError> {
-    let order = app.store.get_order(out_trade_no).await?;
+    let order = if synced {
+        app.store.get_order(out_trade_no).await?
+    } else {
+        order
+    };
     let tx = tx.unwrap_or_default();
     let amount = tx.amount.clone().unwrap_or_default();
     let log = PaymentLog {
@@ -155,7 +161,7 @@ pub async fn by_out_trade_no(app: &App, call: &Call) -> Result<Value, AppError> 
         Some(tx) => sync(app, &order, tx).await?,
         None => false,
     };
-    answer(app, &order.out_trade_no, tx, synced).await
+    answer(app, &req.out_trade_no, Some(order), tx, synced).await
 }
 
 pub async fn by_transaction_id(app: &App, call: &Call) -> Result<Value, AppError> {
@@ -165,26 +171,21 @@ pub async fn by_transaction_id(app: &App, call: &Call) -> Result<Value, AppError
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(AppError::invalid("field `transactionId` must be WeChat Pay's transaction id (up to 32 letters and digits)"));
     }
-    let tx = match app.wechat.query_by_transaction_id(id).await {
-        Ok(tx) => tx,
-        Err(ClientError::Api { code, .. })
-            if code == "ORDER_NOT_EXIST" || code == "RESOURCE_NOT_EXISTS" =>
-        {
-            return Err(AppError::NotFound(format!(
-                "WeChat Pay has no transaction {id}"
-            )));
-        }
-        Err(e) => return Err(e.into()),
+    let Some(tx) = absent_is_none(app.wechat.query_by_transaction_id(id).await)? else {
+        return Err(AppError::NotFound(format!(
+            "WeChat Pay has no transaction {id}"
+        )));
     };
     let out_trade_no = tx
         .out_trade_no
         .clone()
         .ok_or_else(|| AppError::Internal("WeChat Pay answer has no out_trade_no".into()))?;
-    let synced = match app.store.get_order(&out_trade_no).await? {
-        Some(order) => sync(app, &order, &tx).await?,
+    let order = app.store.get_order(&out_trade_no).await?;
+    let synced = match &order {
+        Some(order) => sync(app, order, &tx).await?,
         None => false,
     };
-    answer(app, &out_trade_no, Some(tx), synced).await
+    answer(app, &out_trade_no, order, Some(tx), synced).await
 }
 
 pub async fn close(app: &App, call: &Call) -> Result<Value, AppError> {
