@@ -412,7 +412,7 @@ mod tests {
     #[test]
     fn published_certificate_download_decrypts_to_the_expected_certificate() {
         let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../shared/vectors/wechatpay-published.json"
+            "../tests/data/wechatpay-published.json"
         ))
         .unwrap();
         let d = &v["certificate_download"];

@@ -339,7 +339,7 @@ mod tests {
 
     fn vector_key() -> String {
         let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../../../shared/vectors/wechatpay-published.json"
+            "../tests/data/wechatpay-published.json"
         ))
         .unwrap();
         v["pay_sign"]["private_key_pkcs8_pem"]

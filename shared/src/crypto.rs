@@ -256,7 +256,7 @@ mod tests {
     use serde_json::Value;
 
     fn vectors() -> Value {
-        let text = include_str!("../../../shared/vectors/wechatpay-published.json");
+        let text = include_str!("../tests/data/wechatpay-published.json");
         serde_json::from_str(text).expect("vectors parse")
     }
 
