@@ -12,6 +12,9 @@ use crate::prices::{parse_price_list, PriceList};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 pub const DEFAULT_PRICES: &str = "basic=0.01,premium=29.9";
+pub const DEFAULT_WECHAT_API_BASE_URL: &str = "https://api.weixin.qq.com";
+/// HMAC-SHA256 keys shorter than its block's worth of entropy are guessable offline.
+pub const MIN_SESSION_SECRET_BYTES: usize = 32;
 
 /// Start-up failed: one line per bad variable.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +73,60 @@ pub struct Config {
     pub wechatpay_timeout: Duration,
     /// How often a warm instance looks for due backend deliveries after a notification.
     pub outbox_sweep_interval: Duration,
+    pub login: LoginSettings,
+}
+
+/// `wxpay_login` (`jscode2session`) and the session tokens it issues.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// `WECHAT_API_BASE_URL`: where `/sns/jscode2session` is.
+    pub api_base_url: String,
+    pub app_secret: Option<Secret>,
+    /// Signs session tokens; at least [`MIN_SESSION_SECRET_BYTES`].
+    pub session_secret: Option<Secret>,
+    pub session_ttl: Duration,
+}
+
+impl LoginSettings {
+    fn from_vars(get: impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Self {
+        let api_base_url = get("WECHAT_API_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        check_url("WECHAT_API_BASE_URL", &api_base_url, problems);
+        let session_secret = get("SESSION_SECRET");
+        if let Some(s) = &session_secret {
+            if s.len() < MIN_SESSION_SECRET_BYTES {
+                problems.push(format!(
+                    "SESSION_SECRET must be at least {MIN_SESSION_SECRET_BYTES} bytes (it has {})",
+                    s.len()
+                ));
+            }
+        }
+        let session_ttl = match get("SESSION_TTL_SECS") {
+            None => Duration::from_secs(86_400),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) if (60..=30 * 86_400).contains(&secs) => Duration::from_secs(secs),
+                _ => {
+                    problems.push(format!(
+                        "SESSION_TTL_SECS must be whole seconds from 60 to 2592000 (got `{v}`)"
+                    ));
+                    Duration::from_secs(86_400)
+                }
+            },
+        };
+        LoginSettings {
+            api_base_url,
+            app_secret: get("WECHAT_APP_SECRET").map(Secret::new),
+            session_secret: session_secret.map(Secret::new),
+            session_ttl,
+        }
+    }
+
+    /// Login needs both secrets: one to ask WeChat, one to sign what we hand out.
+    pub fn enabled(&self) -> bool {
+        self.app_secret.is_some() && self.session_secret.is_some()
+    }
 }
 
 impl Config {
@@ -231,6 +288,8 @@ impl Config {
             },
         };
 
+        let login = LoginSettings::from_vars(get, &mut problems);
+
         match (private_key, apiv3_key) {
             (Some(private_key), Some(apiv3_key)) if problems.is_empty() => Ok(Config {
                 appid,
@@ -250,6 +309,7 @@ impl Config {
                 default_prices,
                 wechatpay_timeout,
                 outbox_sweep_interval,
+                login,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -338,10 +398,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn vector_key() -> String {
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../tests/data/wechatpay-published.json"
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/wechatpay-published.json")).unwrap();
         v["pay_sign"]["private_key_pkcs8_pem"]
             .as_str()
             .unwrap()

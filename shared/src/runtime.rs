@@ -17,8 +17,9 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::handlers::{handle_call, Call, Caller};
 use crate::notify::{self, NotifyAnswer};
+use crate::session::TokenError;
 use crate::state::App;
-use crate::util::secret_eq;
+use crate::util::{is_valid_openid, now_utc, secret_eq};
 
 /// Largest request body accepted; WeChat Pay notifications and calls are a few KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -101,10 +102,36 @@ fn trust(app: &App, presented: Option<&str>) -> Result<bool, AppError> {
     }
 }
 
-fn valid_openid(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// The openid a session token vouches for, if the call carries one. A token that does not
+/// verify is refused, never ignored: the caller meant to be someone.
+fn session_identity(app: &App, token: Option<&str>) -> Result<Option<String>, AppError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let tokens = app.sessions.as_ref().ok_or(TokenError::Disabled)?;
+    Ok(Some(tokens.verify(token, now_utc())?))
+}
+
+/// The caller's one identity: the platform's, or the session token's when they agree.
+fn one_identity(
+    platform: Option<String>,
+    session: Option<String>,
+) -> Result<Option<String>, AppError> {
+    match (platform, session) {
+        (Some(p), Some(s)) if p != s => Err(AppError::Forbidden(
+            "the session token and the platform name different users".into(),
+        )),
+        (p, s) => Ok(p.or(s)),
+    }
+}
+
+/// `Authorization: Bearer <token>`; other schemes are not ours to interpret.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = header(headers, "authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Builds the call from a JSON object once the platform identity and trust are known.
@@ -117,6 +144,7 @@ fn build_call(
 ) -> Result<Call, AppError> {
     data.remove("userInfo");
     data.remove("internalSecret");
+    data.remove("sessionToken");
     let ty = match data.remove("type") {
         Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
         Some(_) => {
@@ -130,7 +158,7 @@ fn build_call(
         )),
     };
     if let Some(o) = &platform_openid {
-        if !valid_openid(o) {
+        if !is_valid_openid(o) {
             return Err(AppError::invalid("the caller's openid is malformed"));
         }
     }
@@ -138,7 +166,7 @@ fn build_call(
     match data.remove("openid") {
         None | Some(Value::Null) => {}
         Some(Value::String(o)) if trusted => {
-            if !valid_openid(&o) {
+            if !is_valid_openid(&o) {
                 return Err(AppError::invalid("field `openid` is malformed"));
             }
             openid = Some(o);
@@ -210,7 +238,9 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
         }
         let trusted = trust(app, header(&req.headers, "x-internal-secret"))?;
         let data = parse_object(&req.body)?;
-        let openid = header(&req.headers, "x-wx-openid").map(str::to_string);
+        let platform = header(&req.headers, "x-wx-openid").map(str::to_string);
+        let session = session_identity(app, bearer_token(&req.headers))?;
+        let openid = one_identity(platform, session)?;
         let client_ip = req.source_ip.clone().or_else(|| {
             header(&req.headers, "x-forwarded-for")
                 .and_then(|v| v.split(',').next())
@@ -245,12 +275,19 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         }
         let presented = data.get("internalSecret").and_then(Value::as_str);
         let trusted = trust(app, presented)?;
-        let openid = data
+        let platform = data
             .get("userInfo")
             .and_then(|u| u.get("openId"))
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_string);
+        let token = match data.get("sessionToken") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(t)) => Some(t.as_str()),
+            Some(_) => return Err(AppError::invalid("field `sessionToken` must be a string")),
+        };
+        let session = session_identity(app, token)?;
+        let openid = one_identity(platform, session)?;
         let call = build_call(data, openid, trusted, None)?;
         handle_call(app, call).await
     }

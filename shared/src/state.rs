@@ -6,7 +6,9 @@ use std::time::Instant;
 use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
+use crate::miniprogram::MiniProgramClient;
 use crate::prices::Prices;
+use crate::session::SessionTokens;
 use crate::store::{self, Store, StoreError};
 
 pub struct App {
@@ -14,6 +16,10 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub wechat: WechatPayClient,
     pub prices: Prices,
+    /// Verifies session tokens; `None` without `SESSION_SECRET`.
+    pub sessions: Option<SessionTokens>,
+    /// `jscode2session`, for `wxpay_login`.
+    pub miniprogram: MiniProgramClient,
     /// The `type`s this binary serves.
     pub types: &'static [&'static str],
     last_outbox_sweep: Mutex<Option<Instant>>,
@@ -41,11 +47,25 @@ impl App {
             config.price_cache_ttl,
             config.default_prices.clone(),
         );
+        let sessions = config.login.session_secret.as_ref().map(|secret| {
+            SessionTokens::new(
+                secret.expose().as_bytes(),
+                &config.appid,
+                config.login.session_ttl,
+            )
+        });
+        let miniprogram = MiniProgramClient::new(
+            &config.login.api_base_url,
+            &config.appid,
+            config.wechatpay_timeout,
+        );
         App {
             config: Arc::new(config),
             store,
             wechat,
             prices,
+            sessions,
+            miniprogram,
             types,
             last_outbox_sweep: Mutex::new(None),
         }

@@ -6,6 +6,7 @@
 //! Every state change is a guarded update (`... WHERE status = 'pending'` or equivalent)
 //! inside one transaction, so duplicate and concurrent callers change nothing twice.
 
+pub mod history;
 mod mysql;
 mod sqlite;
 
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+pub use history::OrderHistory;
 pub use mysql::MySqlStore;
 pub use sqlite::SqliteStore;
 
@@ -281,7 +283,7 @@ pub struct OutboxRow {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: OrderHistory + Send + Sync {
     /// Create or migrate the schema (idempotent DDL). Implementations also call it lazily.
     async fn migrate(&self) -> Result<(), StoreError>;
 

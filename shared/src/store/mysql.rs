@@ -14,6 +14,8 @@
 //! then changed with guarded `UPDATE … WHERE status …` statements, which always see the
 //! latest committed row, so a duplicate caller changes nothing.
 
+mod history;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -136,6 +138,14 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 const INDEXES: &[(&str, &str, &str)] = &[
     ("orders", "idx_orders_transaction_id", "transaction_id"),
     ("orders", "idx_orders_openid", "openid"),
+    // A payer's orders newest first, one range scan per page (wxpay_order_list).
+    (
+        "orders",
+        "idx_orders_openid_created",
+        "openid, created_at, out_trade_no",
+    ),
+    // Totals over a period (wxpay_stats).
+    ("orders", "idx_orders_created_at", "created_at"),
     (
         "payment_logs",
         "idx_payment_logs_out_trade_no",

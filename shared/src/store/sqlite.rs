@@ -13,6 +13,8 @@
 //! Timestamps are TEXT `YYYY-MM-DD HH:MM:SS.fff` in UTC: fixed width, so string comparison
 //! (`next_try_at <= ?`, `ORDER BY created_at`) is chronological.
 
+mod history;
+
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -113,6 +115,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS idx_orders_transaction_id ON orders (transaction_id);
 CREATE INDEX IF NOT EXISTS idx_orders_openid ON orders (openid);
+CREATE INDEX IF NOT EXISTS idx_orders_openid_created ON orders (openid, created_at, out_trade_no);
+CREATE INDEX IF NOT EXISTS idx_orders_created_at ON orders (created_at);
 CREATE INDEX IF NOT EXISTS idx_payment_logs_out_trade_no ON payment_logs (out_trade_no);
 CREATE INDEX IF NOT EXISTS idx_refunds_out_trade_no ON refunds (out_trade_no);
 CREATE INDEX IF NOT EXISTS idx_notify_outbox_due ON notify_outbox (status, next_try_at);

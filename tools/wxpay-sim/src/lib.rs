@@ -21,6 +21,7 @@ mod api;
 mod auth;
 pub mod crypto;
 pub mod keys;
+mod login;
 mod notify;
 mod platform;
 mod server;
@@ -56,6 +57,8 @@ pub struct SimConfig {
     pub mode: PlatformMode,
     /// Complete refunds automatically (SUCCESS + notification) after this delay.
     pub auto_refund_after: Option<Duration>,
+    /// The mini-program's AppSecret, which `GET /sns/jscode2session` checks.
+    pub app_secret: String,
 }
 
 impl SimConfig {
@@ -69,6 +72,7 @@ impl SimConfig {
             merchant_public_key_pem: keys.public_key_pem.clone(),
             mode: PlatformMode::Certificate,
             auto_refund_after: None,
+            app_secret: crypto::random_from(b"0123456789abcdef", 32),
         }
     }
 }
@@ -167,6 +171,7 @@ pub(crate) struct Inner {
     pub merchant_key: crypto::Verifier,
     pub platform: Mutex<Platform>,
     pub state: Mutex<State>,
+    pub logins: Mutex<login::Logins>,
     pub http: reqwest::Client,
     pub shutdown: tokio::sync::Notify,
 }
@@ -223,12 +228,24 @@ impl Simulator {
                 merchant_key,
                 platform: Mutex::new(platform),
                 state: Mutex::new(State::default()),
+                logins: Mutex::new(login::Logins::default()),
                 http,
                 shutdown: tokio::sync::Notify::new(),
             }),
         };
         tokio::spawn(server::serve(listener, sim.clone()));
         Ok(sim)
+    }
+
+    /// A `wx.login()` code for this openid, as the user's phone would get it: valid for five
+    /// minutes, exchangeable once at `GET /sns/jscode2session`.
+    pub fn login_code(&self, openid: &str) -> String {
+        lock(&self.inner.logins).issue(openid, None)
+    }
+
+    /// A login code whose exchange fails with this WeChat `errcode` (e.g. 40226, 45011).
+    pub fn failing_login_code(&self, openid: &str, errcode: i64) -> String {
+        lock(&self.inner.logins).issue(openid, Some(errcode))
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.

@@ -100,6 +100,13 @@ async fn handle(
     if path == "/sim" || path.starts_with("/sim/") {
         return Ok(control(&sim, &method, &path, &query).await);
     }
+    // The mini-program login API lives on api.weixin.qq.com, not the payment gateway: its
+    // answers are plain JSON, unsigned, HTTP 200 even for errors.
+    if path == "/sns/jscode2session" {
+        let config = &sim.inner.config;
+        let answer = lock(&sim.inner.logins).exchange(&config.appid, &config.app_secret, &query);
+        return Ok(plain_json(200, &answer));
+    }
 
     {
         let mut st = lock(&sim.inner.state);
@@ -253,6 +260,27 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
             };
             notified(sim.complete_refund(no, outcome).await)
         }
+        ("POST", ["sim", "login-codes"]) => {
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .map(|v| {
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
+            };
+            let Some(openid) = param("openid=").filter(|o| !o.is_empty()) else {
+                return plain_json(
+                    400,
+                    &json!({ "code": "PARAM_ERROR", "message": "give ?openid=… (and optionally &errcode=40226|45011|…)" }),
+                );
+            };
+            let errcode = param("errcode=").and_then(|c| c.parse::<i64>().ok());
+            let code = lock(&sim.inner.logins).issue(&openid, errcode);
+            plain_json(200, &json!({ "code": code, "openid": openid }))
+        }
         ("GET", ["sim", "orders"]) => plain_json(200, &json!(sim.orders())),
         ("GET", ["sim", "orders", no]) => match sim.order(no) {
             Some(o) => plain_json(200, &json!(o)),
@@ -267,7 +295,7 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
             404,
             &json!({
                 "code": "NOT_FOUND",
-                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
+                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/login-codes?openid=…, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
             }),
         ),
     }
