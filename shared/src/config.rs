@@ -473,6 +473,34 @@ mod tests {
     }
 
     #[test]
+    fn login_needs_both_secrets_and_a_long_session_secret() {
+        let c = load(&base()).unwrap();
+        assert!(!c.login.enabled());
+        assert_eq!(c.login.api_base_url, DEFAULT_WECHAT_API_BASE_URL);
+        assert_eq!(c.login.session_ttl, Duration::from_secs(86_400));
+
+        let mut vars = base();
+        vars.insert(
+            "WECHAT_APP_SECRET",
+            "app-s3cret-0123456789abcdef012345".into(),
+        );
+        vars.insert("SESSION_SECRET", "too-short-s3cret".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(
+            err.contains("SESSION_SECRET must be at least 32 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains("too-short-s3cret"), "{err}");
+
+        vars.insert("SESSION_SECRET", "x".repeat(32));
+        vars.insert("SESSION_TTL_SECS", "3600".into());
+        let c = load(&vars).unwrap();
+        assert!(c.login.enabled());
+        assert_eq!(c.login.session_ttl, Duration::from_secs(3600));
+        assert!(!format!("{c:?}").contains("app-s3cret"));
+    }
+
+    #[test]
     fn nothing_set_names_all_required_variables() {
         let err = Config::from_vars(Vec::new()).unwrap_err().to_string();
         for name in [
