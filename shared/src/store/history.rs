@@ -54,14 +54,19 @@ pub trait OrderHistory: Send + Sync {
 
 /// The `WHERE … ORDER BY … LIMIT` both dialects share; each binds the parameters in this
 /// order: openid, [status], [created_at, created_at, out_trade_no], limit.
+/// MySQL must also be told to use `MYSQL_LIST_INDEX`: without it MariaDB reads the payer's
+/// whole history backwards from the newest order to reach a deep page.
+pub(crate) const MYSQL_LIST_INDEX: &str = "idx_orders_openid_created";
+
 pub(crate) fn list_orders_clause(query: &OrderListQuery) -> String {
     let mut sql = String::from("WHERE openid = ?");
     if query.status.is_some() {
         sql.push_str(" AND status = ?");
     }
     if query.after.is_some() {
-        // Spelled out rather than a row comparison, which MariaDB does not turn into a range.
-        sql.push_str(" AND (created_at < ? OR (created_at = ? AND out_trade_no < ?))");
+        // `created_at <= ?` is what makes the page a range of the index; the OR then drops
+        // the orders of that very millisecond up to and including the cursor's.
+        sql.push_str(" AND created_at <= ? AND (created_at < ? OR out_trade_no < ?)");
     }
     sql.push_str(" ORDER BY created_at DESC, out_trade_no DESC LIMIT ?");
     sql

@@ -7,6 +7,7 @@ use mysql_async::{Params, Row, Value};
 use super::{col, dt, order_from_row, Fail, MySqlStore, ORDER_COLS};
 use crate::store::history::{
     list_orders_clause, stats_clause, OrderHistory, OrderListQuery, StatsQuery, StatusTotals,
+    MYSQL_LIST_INDEX,
 };
 use crate::store::{Order, OrderStatus, StoreError};
 
@@ -27,7 +28,7 @@ impl OrderHistory for MySqlStore {
         }
         params.push(Value::from(query.limit));
         let sql = format!(
-            "SELECT {ORDER_COLS} FROM orders {}",
+            "SELECT {ORDER_COLS} FROM orders FORCE INDEX ({MYSQL_LIST_INDEX}) {}",
             list_orders_clause(query)
         );
         let run = async {

@@ -189,13 +189,17 @@ async fn run(url: &str, orders: u64, runs: usize) -> Result<(), String> {
         status: Some(OrderStatus::Refunded),
         ..page("o_heavy", None)
     };
+    let day = StatsQuery {
+        to: month.from.map(|t| t + time::Duration::days(1)),
+        ..month.clone()
+    };
     let vip = StatsQuery {
         business_type: Some("vip".into()),
         ..StatsQuery::default()
     };
     let timings = vec![
         time(
-            "list: first page, ordinary payer (10 orders)",
+            "list: first page, payer with 9 orders",
             runs,
             list(page("o_user_4242", None)),
         )
@@ -220,6 +224,7 @@ async fn run(url: &str, orders: u64, runs: usize) -> Result<(), String> {
         .await?,
         time("stats: whole store", runs, stats(StatsQuery::default())).await?,
         time("stats: one month (from/to)", runs, stats(month)).await?,
+        time("stats: one day (from/to)", runs, stats(day)).await?,
         time("stats: businessType=vip", runs, stats(vip)).await?,
     ];
     println!(
