@@ -39,6 +39,27 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Which Lambda events a function accepts (`LAMBDA_EVENT_SHAPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventShape {
+    /// API Gateway v1/v2 and ALB events (and schedules).
+    Http,
+    /// Raw `callFunction` events (and schedules).
+    Raw,
+    /// Decided per event: `userInfo` means raw, otherwise the HTTP fields decide.
+    Auto,
+}
+
+impl EventShape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventShape::Http => "http",
+            EventShape::Raw => "raw",
+            EventShape::Auto => "auto",
+        }
+    }
+}
+
 /// The WeChat Pay public key of SPEC §9, or a pinned platform certificate.
 #[derive(Debug, Clone)]
 pub enum ConfiguredPlatformKey {
@@ -70,6 +91,11 @@ pub struct Config {
     pub wechatpay_timeout: Duration,
     /// How often a warm instance looks for due backend deliveries after a notification.
     pub outbox_sweep_interval: Duration,
+    /// `TRUST_OPENID_HEADER`: believe `X-WX-OPENID` (only where a gateway sets it and
+    /// strips clients' copies, as CloudBase does).
+    pub trust_openid_header: bool,
+    /// `LAMBDA_EVENT_SHAPE`.
+    pub event_shape: EventShape,
 }
 
 impl Config {
@@ -231,6 +257,28 @@ impl Config {
             },
         };
 
+        let trust_openid_header = match get("TRUST_OPENID_HEADER").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => {
+                problems.push(format!(
+                    "TRUST_OPENID_HEADER must be true or false (got `{v}`)"
+                ));
+                false
+            }
+        };
+        let event_shape = match get("LAMBDA_EVENT_SHAPE").as_deref() {
+            None | Some("auto") => EventShape::Auto,
+            Some("http") => EventShape::Http,
+            Some("raw") => EventShape::Raw,
+            Some(v) => {
+                problems.push(format!(
+                    "LAMBDA_EVENT_SHAPE must be http, raw or auto (got `{v}`)"
+                ));
+                EventShape::Auto
+            }
+        };
+
         match (private_key, apiv3_key) {
             (Some(private_key), Some(apiv3_key)) if problems.is_empty() => Ok(Config {
                 appid,
@@ -250,6 +298,8 @@ impl Config {
                 default_prices,
                 wechatpay_timeout,
                 outbox_sweep_interval,
+                trust_openid_header,
+                event_shape,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -338,10 +388,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn vector_key() -> String {
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../tests/data/wechatpay-published.json"
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/wechatpay-published.json")).unwrap();
         v["pay_sign"]["private_key_pkcs8_pem"]
             .as_str()
             .unwrap()
@@ -462,6 +510,24 @@ mod tests {
             Some("https://api.example.com")
         );
         assert_eq!(c.backend_url_for(None), Some("https://api.example.com"));
+    }
+
+    #[test]
+    fn header_trust_is_off_and_the_event_shape_auto_unless_set() {
+        let c = load(&base()).unwrap();
+        assert!(!c.trust_openid_header);
+        assert_eq!(c.event_shape, EventShape::Auto);
+        let mut vars = base();
+        vars.insert("TRUST_OPENID_HEADER", "true".into());
+        vars.insert("LAMBDA_EVENT_SHAPE", "http".into());
+        let c = load(&vars).unwrap();
+        assert!(c.trust_openid_header);
+        assert_eq!(c.event_shape, EventShape::Http);
+        vars.insert("TRUST_OPENID_HEADER", "yes please".into());
+        vars.insert("LAMBDA_EVENT_SHAPE", "sniff".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("TRUST_OPENID_HEADER"), "{err}");
+        assert!(err.contains("LAMBDA_EVENT_SHAPE"), "{err}");
     }
 
     #[test]

@@ -126,6 +126,9 @@ impl Harness {
         tweak: impl FnOnce(&mut LocalOptions),
     ) -> Option<Harness> {
         let mut opts = LocalOptions::for_tests();
+        // The router stands where CloudBase would put it: the gateway sets X-WX-OPENID.
+        opts.extra_vars
+            .push(("TRUST_OPENID_HEADER".into(), "true".into()));
         let db = match kind {
             StoreKind::Sqlite => None,
             StoreKind::Mysql => {
@@ -181,7 +184,7 @@ impl Harness {
         self.call_with(&[], body).await
     }
 
-    /// A mini-program user, identified the way CloudBase does it.
+    /// A mini-program user, identified the way CloudBase does it (`X-WX-OPENID`).
     pub async fn call_as(&self, openid: &str, body: Value) -> (u16, Value) {
         self.call_with(&[("X-WX-OPENID", openid)], body).await
     }
