@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "sqlite://wxpay-local.db".into()),
             auto_refund_after: Some(Duration::from_secs(2)),
+            refund_frequency_window: Duration::from_secs(60),
             internal_secret: Some(
                 std::env::var("INTERNAL_API_SECRET").unwrap_or_else(|_| "local-dev-secret".into()),
             ),
