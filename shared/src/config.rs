@@ -65,8 +65,14 @@ impl EventShape {
 pub enum ConfiguredPlatformKey {
     /// `PUB_KEY_ID_...` and the key it names.
     PublicKey { id: String, key: VerifyKey },
-    /// A platform certificate given in `WECHAT_PUBLIC_KEY`; its serial identifies it.
-    Certificate { serial: String, key: VerifyKey },
+    /// A platform certificate given in `WECHAT_PUBLIC_KEY`; its serial identifies it, and
+    /// it is used only within its validity.
+    Certificate {
+        serial: String,
+        key: VerifyKey,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +359,8 @@ fn parse_platform_key(
             Ok(cert) => Some(ConfiguredPlatformKey::Certificate {
                 serial: cert.serial,
                 key: cert.key,
+                not_before: cert.not_before,
+                not_after: cert.not_after,
             }),
             Err(e) => {
                 problems.push(format!("WECHAT_PUBLIC_KEY: {e}"));
