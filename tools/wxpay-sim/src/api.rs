@@ -411,6 +411,7 @@ fn prepay(
                 code_url: (kind == TradeKind::Native).then(|| {
                     format!("weixin://wxpay/bizpayurl?pr={}", crypto::random_alnum(9))
                 }),
+                payer_client_ip: opt_string(body, "/scene_info/payer_client_ip", "用户终端IP", 45)?,
                 h5_url: (kind == TradeKind::H5).then(|| {
                     format!(
                         "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay_id}&package={}",

@@ -40,6 +40,8 @@ pub struct SimOrder {
     pub code_url: Option<String>,
     /// H5 only.
     pub h5_url: Option<String>,
+    /// `scene_info.payer_client_ip` as the merchant sent it (H5).
+    pub payer_client_ip: Option<String>,
 }
 
 impl SimOrder {
