@@ -95,8 +95,9 @@ pub fn last_forwarded_for(headers: &HeaderMap) -> Option<String> {
     let last_line = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .last()?;
+        .next_back()?
+        .to_str()
+        .ok()?;
     let entry = last_line.rsplit(',').next()?.trim();
     entry.parse::<IpAddr>().ok().map(|ip| ip.to_string())
 }
