@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::net::SocketAddr;
-
-use common::{Harness, StoreKind, SECRET};
+use common::{Harness, StoreKind};
 use serde_json::json;
 use wxpay_local::FakeBackend;
 
@@ -16,10 +14,7 @@ both_stores!(
 );
 
 async fn video_backend() -> FakeBackend {
-    let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    let video = FakeBackend::start(any, Some(SECRET.into()), false)
-        .await
-        .expect("the video backend starts");
+    let video = common::business_backend().await;
     // The video business sells `premium` for 9.90 yuan; the global list says 29.90.
     video.set_prices(json!({ "basic": 0.01, "premium": 9.9 }));
     video

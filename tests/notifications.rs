@@ -57,13 +57,7 @@ async fn assert_untouched(h: &Harness, no: &str) {
 
 async fn a_payment_marks_the_order_paid_and_tells_the_backend(kind: StoreKind) {
     // The order names businessType "video": its own backend prices it and is told.
-    let video = wxpay_local::FakeBackend::start(
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        Some(common::SECRET.into()),
-        false,
-    )
-    .await
-    .expect("the video backend starts");
+    let video = common::business_backend().await;
     let Some(h) = Harness::start_with(kind, |o| {
         o.extra_vars
             .push(("API_BASE_URL_VIDEO".into(), video.url()))

@@ -93,6 +93,14 @@ impl Drop for TestDb {
     }
 }
 
+/// A second business backend (for `API_BASE_URL_<BUSINESSTYPE>`), expecting [`SECRET`].
+pub async fn business_backend() -> wxpay_local::FakeBackend {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    wxpay_local::FakeBackend::start(any, Some(SECRET.into()), false)
+        .await
+        .expect("the business backend starts")
+}
+
 pub struct Harness {
     pub env: LocalEnv,
     pub http: reqwest::Client,
