@@ -1008,4 +1008,26 @@ async fn refund_requests_for_one_order_are_rate_limited_and_need_the_merchant_ba
     let fits = call(&sim, "POST", refunds, Some(&body("RL3", 40))).await;
     assert_eq!(fits.status, 200, "{}", fits.body);
     assert_eq!(sim.merchant_balance(), Some(0));
+
+    // The control API arms a late answer: the refund is accepted at once, answered later.
+    sim.set_merchant_balance(None);
+    let armed = reqwest::Client::new()
+        .post(format!(
+            "{}/sim/faults/refund-late?delay_ms=600&times=1",
+            sim.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(armed.status(), 200);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let slow = {
+        let sim = sim.clone();
+        let body = body("RL4", 10);
+        tokio::spawn(async move { call(&sim, "POST", refunds, Some(&body)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sim.refund("RL4").is_some(), "accepted before the answer");
+    assert!(!slow.is_finished(), "the answer is still held back");
+    assert_eq!(slow.await.unwrap().status, 200);
 }
