@@ -23,11 +23,16 @@ async fn main() -> ExitCode {
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "sqlite://wxpay-local.db".into()),
             auto_refund_after: Some(Duration::from_secs(2)),
+            refund_frequency_window: Duration::from_secs(60),
             internal_secret: Some(
                 std::env::var("INTERNAL_API_SECRET").unwrap_or_else(|_| "local-dev-secret".into()),
             ),
             verbose_backend: true,
             fresh_keys: true,
+            // X-WX-OPENID is refused unless you ask to play CloudBase's gateway.
+            extra_vars: std::env::var("TRUST_OPENID_HEADER")
+                .map(|v| vec![("TRUST_OPENID_HEADER".to_string(), v)])
+                .unwrap_or_default(),
             ..LocalOptions::for_tests()
         })
     })();
@@ -58,14 +63,16 @@ wxpay functions running locally
   store                {db}
   internal secret      {secret}   (local only; set INTERNAL_API_SECRET to choose)
 
-1. Create a mini-program (JSAPI) order as user o_demo_user:
-   curl -s {r}/pay -H 'X-WX-OPENID: o_demo_user' -d '{{"type":"wxpay_order","packageType":"premium"}}'
+1. Create a mini-program (JSAPI) order for user o_demo_user, as your backend would:
+   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_order","packageType":"premium","openid":"o_demo_user"}}'
+   (X-WX-OPENID is refused here, as on any gateway that does not set it; start with
+   TRUST_OPENID_HEADER=true to play CloudBase, which sets it for mini-program calls.)
    …or a Native (QR code) order:
    curl -s {r}/pay -d '{{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}}'
 2. Let the simulator pay it (it sends a signed, encrypted notification to the router):
    curl -s -X POST {s}/sim/pay/OUT_TRADE_NO
 3. Query it (the order row is now `paid`, and the backend above printed the delivery):
-   curl -s {r}/pay -H 'X-WX-OPENID: o_demo_user' -d '{{"type":"wxpay_query_order_by_out_trade_no","outTradeNo":"OUT_TRADE_NO"}}'
+   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_query_order_by_out_trade_no","outTradeNo":"OUT_TRADE_NO"}}'
 4. Refund part of it (trusted callers only; the simulator completes refunds after 2 s):
    curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_refund","outTradeNo":"OUT_TRADE_NO","amount":990}}'
 
