@@ -93,6 +93,8 @@ struct Fixture {
     shape: &'static str,
     http: bool,
     function: String,
+    /// Variables this case sets on top of the test environment (e.g. TRUST_OPENID_HEADER).
+    env: Vec<(String, String)>,
     /// The event and the expectation as written, placeholders unresolved.
     event: Value,
     expect: Value,
@@ -129,9 +131,9 @@ fn load(path: &Path) -> Result<Fixture, String> {
         )
     })?;
     for key in doc.keys() {
-        if !["description", "function", "event", "expect"].contains(&key.as_str()) {
+        if !["description", "function", "env", "event", "expect"].contains(&key.as_str()) {
             return Err(format!(
-                "unknown top-level key `{key}` (allowed: description, function, event, expect)"
+                "unknown top-level key `{key}` (allowed: description, function, env, event, expect)"
             ));
         }
     }
@@ -143,6 +145,17 @@ fn load(path: &Path) -> Result<Fixture, String> {
         None => "wxpay_functions".to_string(),
         Some(Value::String(f)) if function_types(&f).is_some() => f,
         Some(other) => return Err(format!("unknown `function` {other}")),
+    };
+    let env = match doc.remove("env") {
+        None => Vec::new(),
+        Some(Value::Object(vars)) => vars
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(v) => Ok((k, v)),
+                other => Err(format!("`env.{k}` must be a string, got {other}")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("`env` must be an object of strings, got {other}")),
     };
     let event = doc.remove("event").ok_or("missing `event`")?;
     if !event.is_object() {
@@ -164,6 +177,7 @@ fn load(path: &Path) -> Result<Fixture, String> {
         shape,
         http,
         function,
+        env,
         event,
         expect,
     })
@@ -258,6 +272,7 @@ fn substitute(v: &Value, values: &BTreeMap<String, String>) -> Value {
 /// The running environment and one App per function binary, all on the same store.
 struct World {
     env: LocalEnv,
+    vars: Vec<(String, String)>,
     apps: BTreeMap<String, Arc<App>>,
     secret: String,
     secrets: Vec<String>,
@@ -300,6 +315,7 @@ impl World {
             );
         }
         World {
+            vars: env.vars.clone(),
             env,
             apps,
             secret,
@@ -441,8 +457,19 @@ impl World {
         let values = self.resolve(&names).await?;
         let event = substitute(&f.event, &values);
         let expect = parse_expect(&substitute(&f.expect, &values))?;
-        let app = &self.apps[&f.function];
-        let answer = handle_lambda_event(app, event).await;
+        let app = if f.env.is_empty() {
+            self.apps[&f.function].clone()
+        } else {
+            let mut vars = self.vars.clone();
+            for (k, v) in &f.env {
+                vars.retain(|(name, _)| name != k);
+                vars.push((k.clone(), v.clone()));
+            }
+            let config = Config::from_vars(vars).map_err(|e| format!("`env`: {e}"))?;
+            let types = function_types(&f.function).ok_or("unknown function")?;
+            Arc::new(App::with_store(config, self.env.store.clone(), types))
+        };
+        let answer = handle_lambda_event(&app, event).await;
         let text = answer.to_string();
         for s in &self.secrets {
             if text.contains(s.as_str()) {

@@ -247,7 +247,11 @@ async fn wechat_login_errors_become_clear_answers(kind: StoreKind) {
         return;
     };
     let (status, body) = h3.call(login(&h3.sim.login_code("o_u"))).await;
-    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (status, body["code"].as_i64().unwrap()),
+        (503, 50310),
+        "{body}"
+    );
     let msg = body["msg"].as_str().unwrap();
     assert!(
         msg.contains("WECHAT_APP_SECRET") && msg.contains("SESSION_SECRET"),

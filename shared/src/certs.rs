@@ -80,11 +80,13 @@ impl SignatureHeaders {
         if self.signature.starts_with("WECHATPAY/SIGNTEST/") {
             return Err(VerifyError::Probe);
         }
-        let ts: i64 = self
-            .timestamp
-            .parse()
-            .map_err(|_| VerifyError::StaleTimestamp)?;
-        if (now.unix_timestamp() - ts).abs() >= MAX_CLOCK_SKEW_SECS {
+        // Digits only: no sign, no spaces, no `+`; at most 12 of them (year 33658).
+        let digits = &self.timestamp;
+        if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(VerifyError::StaleTimestamp);
+        }
+        let ts: i64 = digits.parse().map_err(|_| VerifyError::StaleTimestamp)?;
+        if now.unix_timestamp().abs_diff(ts) >= MAX_CLOCK_SKEW_SECS.unsigned_abs() {
             return Err(VerifyError::StaleTimestamp);
         }
         Ok(())
@@ -199,11 +201,11 @@ pub trait CertificateSource: Send + Sync {
 }
 
 impl CertCache {
-    /// A cached certificate's key, if it has not expired (however old the cache is).
+    /// A cached certificate's key, if it is valid now (however old the cache is).
     fn cached_key(&self, serial: &str, now: OffsetDateTime) -> Option<VerifyKey> {
         self.by_serial
             .get(&serial.to_ascii_uppercase())
-            .filter(|c| c.not_after > now)
+            .filter(|c| c.not_before <= now && c.not_after > now)
             .map(|c| c.key.clone())
     }
 }
@@ -247,13 +249,22 @@ impl PlatformKeys {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn configured_key(&self, serial: &str) -> Option<VerifyKey> {
+    /// The configured key for `serial`; a pinned certificate only while it is valid.
+    fn configured_key(&self, serial: &str, now: OffsetDateTime) -> Option<VerifyKey> {
         match &self.configured {
             Some(ConfiguredPlatformKey::PublicKey { id, key }) if id == serial => Some(key.clone()),
-            Some(ConfiguredPlatformKey::Certificate { serial: s, key })
-                if s.eq_ignore_ascii_case(serial) =>
-            {
-                Some(key.clone())
+            Some(ConfiguredPlatformKey::Certificate {
+                serial: s,
+                key,
+                not_before,
+                not_after,
+            }) if s.eq_ignore_ascii_case(serial) => {
+                if *not_before <= now && now < *not_after {
+                    Some(key.clone())
+                } else {
+                    tracing::error!(serial, %not_after, "the pinned platform certificate (WECHAT_PUBLIC_KEY) is not valid now: not used");
+                    None
+                }
             }
             _ => None,
         }
@@ -275,7 +286,7 @@ impl PlatformKeys {
         source: &dyn CertificateSource,
         now: OffsetDateTime,
     ) -> Result<VerifyKey, VerifyError> {
-        if let Some(key) = self.configured_key(serial) {
+        if let Some(key) = self.configured_key(serial, now) {
             return Ok(key);
         }
         if serial.starts_with("PUB_KEY_ID_") {
@@ -358,14 +369,33 @@ impl PlatformKeys {
         let certs = decrypt_certificates(&parsed, &self.apiv3_key)
             .map_err(|e| unavailable(e.to_string()))?;
         // The answer must be signed by one of the certificates it carries (or a key we
-        // already trust): otherwise anyone who can answer could plant a key.
+        // already trust): otherwise anyone who can answer could plant a key. An answer
+        // that does not verify means no certificates, which WeChat Pay retries (503),
+        // not a bad notification.
+        self.verify_download(&answer, &certs, now)
+            .map_err(|e| unavailable(format!("the certificate list did not verify: {e}")))?;
+        let mut c = self.lock();
+        c.by_serial.retain(|_, cert| cert.not_after > now);
+        for cert in certs.into_iter().filter(|c| c.not_after > now) {
+            c.by_serial.insert(cert.serial.to_ascii_uppercase(), cert);
+        }
+        c.fetched_at = Some(Instant::now());
+        Ok(())
+    }
+
+    fn verify_download(
+        &self,
+        answer: &RawAnswer,
+        certs: &[PlatformCert],
+        now: OffsetDateTime,
+    ) -> Result<(), VerifyError> {
         let sig = SignatureHeaders::from_headers(&answer.headers)?;
         sig.precheck(now)?;
         let signer = certs
             .iter()
             .find(|c| c.serial.eq_ignore_ascii_case(&sig.serial))
             .map(|c| c.key.clone())
-            .or_else(|| self.configured_key(&sig.serial))
+            .or_else(|| self.configured_key(&sig.serial, now))
             .or_else(|| {
                 self.lock()
                     .by_serial
@@ -374,16 +404,11 @@ impl PlatformKeys {
             })
             .ok_or_else(|| VerifyError::UnknownSerial(sig.serial.clone()))?;
         let message = response_message(&sig.timestamp, &sig.nonce, &answer.body);
-        if !signer.verify(&message, &sig.signature) {
-            return Err(VerifyError::BadSignature);
+        if signer.verify(&message, &sig.signature) {
+            Ok(())
+        } else {
+            Err(VerifyError::BadSignature)
         }
-        let mut c = self.lock();
-        c.by_serial.retain(|_, cert| cert.not_after > now);
-        for cert in certs.into_iter().filter(|c| c.not_after > now) {
-            c.by_serial.insert(cert.serial.to_ascii_uppercase(), cert);
-        }
-        c.fetched_at = Some(Instant::now());
-        Ok(())
     }
 
     /// Verifies a response or notification per SPEC §9, downloading certificates if needed.
@@ -462,6 +487,110 @@ mod tests {
         let mut h = headers("x", t);
         h.timestamp = "soon".into();
         assert_eq!(h.precheck(now), Err(VerifyError::StaleTimestamp));
+    }
+
+    #[test]
+    fn timestamps_are_digits_only_and_extremes_neither_panic_nor_wrap() {
+        let now = OffsetDateTime::now_utc();
+        let t = now.unix_timestamp();
+        for bad in [
+            i64::MIN.to_string(),
+            i64::MAX.to_string(),
+            format!("+{t}"),
+            format!("-{t}"),
+            format!("{t}.0"),
+            format!("0x{t:x}"),
+            "1e9".to_string(),
+            String::new(),
+        ] {
+            let mut h = headers("x", t);
+            h.timestamp = bad.clone();
+            assert_eq!(h.precheck(now), Err(VerifyError::StaleTimestamp), "{bad}");
+        }
+    }
+
+    fn cert(serial: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> PlatformCert {
+        PlatformCert {
+            serial: serial.into(),
+            key: VerifyKey::from_pkcs1_der(vec![0x30, 0x00]),
+            not_before,
+            not_after,
+        }
+    }
+
+    fn probe(serial: &str) -> SignatureHeaders {
+        SignatureHeaders {
+            serial: serial.into(),
+            signature: "c2lnbmF0dXJl".into(),
+            timestamp: OffsetDateTime::now_utc().unix_timestamp().to_string(),
+            nonce: "nonce".into(),
+        }
+    }
+
+    const SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
+
+    /// A key that is not valid now is not consulted: the keys go looking for a current one
+    /// (here: a download that fails) instead of checking the signature with it.
+    async fn consults_the_key(keys: &PlatformKeys) -> bool {
+        let source = FailingSource(Default::default());
+        let err = keys
+            .verify(&probe(SERIAL), b"{}", &source)
+            .await
+            .unwrap_err();
+        let downloads = source.0.load(std::sync::atomic::Ordering::SeqCst);
+        match err {
+            VerifyError::BadSignature if downloads == 0 => true,
+            VerifyError::CertificatesUnavailable(_) if downloads == 1 => false,
+            other => panic!("unexpected {other:?} after {downloads} downloads"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pinned_certificate_is_used_only_within_its_validity() {
+        let now = OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let pinned = |not_before, not_after| {
+            let c = cert(SERIAL, not_before, not_after);
+            PlatformKeys::new(
+                Some(ConfiguredPlatformKey::Certificate {
+                    serial: c.serial,
+                    key: c.key,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                }),
+                ApiV3Key::new(&"k".repeat(32)).unwrap(),
+            )
+        };
+        assert!(consults_the_key(&pinned(now - day, now + day)).await);
+        assert!(
+            !consults_the_key(&pinned(now - 2 * day, now - day)).await,
+            "expired"
+        );
+        assert!(
+            !consults_the_key(&pinned(now + day, now + 2 * day)).await,
+            "not yet valid"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_certificate_is_used_only_from_its_not_before() {
+        let now = OffsetDateTime::now_utc();
+        let day = time::Duration::days(1);
+        let cached = |not_before, not_after| {
+            let keys = PlatformKeys::new(None, ApiV3Key::new(&"k".repeat(32)).unwrap());
+            {
+                let mut c = keys.lock();
+                c.by_serial
+                    .insert(SERIAL.into(), cert(SERIAL, not_before, not_after));
+                c.fetched_at = Some(Instant::now());
+            }
+            keys
+        };
+        assert!(consults_the_key(&cached(now - day, now + day)).await);
+        assert!(
+            !consults_the_key(&cached(now + day, now + 2 * day)).await,
+            "published early"
+        );
     }
 
     struct FailingSource(std::sync::atomic::AtomicUsize);

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use once_cell::sync::Lazy;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
@@ -36,6 +37,8 @@ pub enum ClientError {
     Verify(#[from] VerifyError),
     #[error("WeChat Pay answer not understood: {0}")]
     Decode(String),
+    #[error("WeChat Pay's answer is larger than {limit} bytes; not read")]
+    TooLarge { limit: usize },
     #[error("could not sign the request")]
     Sign,
 }
@@ -55,6 +58,33 @@ static HTTP: Lazy<reqwest::Client> = Lazy::new(|| {
 
 pub fn http_client() -> &'static reqwest::Client {
     &HTTP
+}
+
+/// Largest answer read from WeChat Pay or the business backend. Theirs are a few KiB; a
+/// bigger one is refused rather than buffered.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than {limit} bytes; not read")]
+    TooLarge { limit: usize },
+    #[error(transparent)]
+    Read(#[from] reqwest::Error),
+}
+
+/// Reads an answer's body, at most `limit` bytes, whatever its Content-Length claims.
+pub async fn read_capped(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// Path segments we put in URLs are validated references, but encode anyway.
@@ -170,7 +200,12 @@ impl WechatPayClient {
         let resp = req.send().await.map_err(classify)?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await.map_err(classify)?;
+        let body = read_capped(resp, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => ClientError::TooLarge { limit },
+                BodyError::Read(e) => classify(e),
+            })?;
         Ok(RawAnswer {
             status,
             headers,

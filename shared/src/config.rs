@@ -42,13 +42,40 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Which Lambda events a function accepts (`LAMBDA_EVENT_SHAPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventShape {
+    /// API Gateway v1/v2 and ALB events (and schedules).
+    Http,
+    /// Raw `callFunction` events (and schedules).
+    Raw,
+    /// Decided per event: `userInfo` means raw, otherwise the HTTP fields decide.
+    Auto,
+}
+
+impl EventShape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventShape::Http => "http",
+            EventShape::Raw => "raw",
+            EventShape::Auto => "auto",
+        }
+    }
+}
+
 /// The WeChat Pay public key of SPEC §9, or a pinned platform certificate.
 #[derive(Debug, Clone)]
 pub enum ConfiguredPlatformKey {
     /// `PUB_KEY_ID_...` and the key it names.
     PublicKey { id: String, key: VerifyKey },
-    /// A platform certificate given in `WECHAT_PUBLIC_KEY`; its serial identifies it.
-    Certificate { serial: String, key: VerifyKey },
+    /// A platform certificate given in `WECHAT_PUBLIC_KEY`; its serial identifies it, and
+    /// it is used only within its validity.
+    Certificate {
+        serial: String,
+        key: VerifyKey,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +101,11 @@ pub struct Config {
     /// How often a warm instance looks for due backend deliveries after a notification.
     pub outbox_sweep_interval: Duration,
     pub login: LoginSettings,
+    /// `TRUST_OPENID_HEADER`: believe `X-WX-OPENID` (only where a gateway sets it and
+    /// strips clients' copies, as CloudBase does).
+    pub trust_openid_header: bool,
+    /// `LAMBDA_EVENT_SHAPE`.
+    pub event_shape: EventShape,
 }
 
 /// `wxpay_login` (`jscode2session`) and the session tokens it issues.
@@ -289,6 +321,27 @@ impl Config {
         };
 
         let login = LoginSettings::from_vars(get, &mut problems);
+        let trust_openid_header = match get("TRUST_OPENID_HEADER").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => {
+                problems.push(format!(
+                    "TRUST_OPENID_HEADER must be true or false (got `{v}`)"
+                ));
+                false
+            }
+        };
+        let event_shape = match get("LAMBDA_EVENT_SHAPE").as_deref() {
+            None | Some("auto") => EventShape::Auto,
+            Some("http") => EventShape::Http,
+            Some("raw") => EventShape::Raw,
+            Some(v) => {
+                problems.push(format!(
+                    "LAMBDA_EVENT_SHAPE must be http, raw or auto (got `{v}`)"
+                ));
+                EventShape::Auto
+            }
+        };
 
         match (private_key, apiv3_key) {
             (Some(private_key), Some(apiv3_key)) if problems.is_empty() => Ok(Config {
@@ -310,6 +363,8 @@ impl Config {
                 wechatpay_timeout,
                 outbox_sweep_interval,
                 login,
+                trust_openid_header,
+                event_shape,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -363,6 +418,8 @@ fn parse_platform_key(
             Ok(cert) => Some(ConfiguredPlatformKey::Certificate {
                 serial: cert.serial,
                 key: cert.key,
+                not_before: cert.not_before,
+                not_after: cert.not_after,
             }),
             Err(e) => {
                 problems.push(format!("WECHAT_PUBLIC_KEY: {e}"));
@@ -548,6 +605,24 @@ mod tests {
             Some("https://api.example.com")
         );
         assert_eq!(c.backend_url_for(None), Some("https://api.example.com"));
+    }
+
+    #[test]
+    fn header_trust_is_off_and_the_event_shape_auto_unless_set() {
+        let c = load(&base()).unwrap();
+        assert!(!c.trust_openid_header);
+        assert_eq!(c.event_shape, EventShape::Auto);
+        let mut vars = base();
+        vars.insert("TRUST_OPENID_HEADER", "true".into());
+        vars.insert("LAMBDA_EVENT_SHAPE", "http".into());
+        let c = load(&vars).unwrap();
+        assert!(c.trust_openid_header);
+        assert_eq!(c.event_shape, EventShape::Http);
+        vars.insert("TRUST_OPENID_HEADER", "yes please".into());
+        vars.insert("LAMBDA_EVENT_SHAPE", "sniff".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(err.contains("TRUST_OPENID_HEADER"), "{err}");
+        assert!(err.contains("LAMBDA_EVENT_SHAPE"), "{err}");
     }
 
     #[test]

@@ -28,6 +28,13 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// WeChat Pay may hold the refund: its amount stays reserved until the same
+    /// `outRefundNo`, retried, settles it.
+    #[error("refund {out_refund_no} is not settled ({reason}); its amount stays reserved: retry later with the same outRefundNo {out_refund_no}")]
+    RefundUnsettled {
+        out_refund_no: String,
+        reason: String,
+    },
     #[error(transparent)]
     WechatPay(#[from] ClientError),
     #[error(transparent)]
@@ -75,6 +82,7 @@ impl AppError {
             AppError::Forbidden(_) => (403, 40300),
             AppError::NotFound(_) => (404, 40400),
             AppError::Conflict(_) => (409, 40900),
+            AppError::RefundUnsettled { .. } => (503, 50300),
             AppError::WechatPay(e) => match e {
                 ClientError::Timeout => (504, 50400),
                 ClientError::Api { status, code, .. } if (400..500).contains(status) => {
@@ -103,7 +111,7 @@ impl AppError {
                 }
             },
             AppError::SessionToken(_) => (401, 40110),
-            AppError::NotConfigured(_) => (503, 50300),
+            AppError::NotConfigured(_) => (503, 50310),
             AppError::Store(_) => (500, 50010),
             AppError::Internal(_) => (500, 50000),
         }

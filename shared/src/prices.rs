@@ -193,10 +193,14 @@ impl Prices {
             if !resp.status().is_success() {
                 return Err(format!("HTTP {}", resp.status().as_u16()));
             }
-            let body = resp
-                .bytes()
+            let body = crate::client::read_capped(resp, crate::client::MAX_ANSWER_BYTES)
                 .await
-                .map_err(|e| format!("reading body: {}", e.without_url()))?;
+                .map_err(|e| match e {
+                    crate::client::BodyError::Read(e) => {
+                        format!("reading body: {}", e.without_url())
+                    }
+                    too_large => too_large.to_string(),
+                })?;
             parse_backend_prices(&body)
         }
         .await;

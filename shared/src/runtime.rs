@@ -14,12 +14,12 @@ use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
+use crate::config::EventShape;
 use crate::error::AppError;
 use crate::handlers::{handle_call, Call, Caller};
+use crate::identity::{self, build_call, header, trust, Transport};
 use crate::notify::{self, NotifyAnswer};
-use crate::session::TokenError;
 use crate::state::App;
-use crate::util::{is_valid_openid, now_utc, secret_eq};
 
 /// Largest request body accepted; WeChat Pay notifications and calls are a few KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -31,7 +31,9 @@ pub struct HttpRequest {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The client's address as the platform saw it (see [`identity`]).
     pub source_ip: Option<String>,
+    pub transport: Transport,
 }
 
 #[derive(Debug, Clone)]
@@ -77,117 +79,6 @@ fn notify_response(answer: NotifyAnswer) -> HttpResponse {
             &json!({ "code": "FAIL", "message": message }),
         ),
     }
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-}
-
-/// Decides whether a presented secret makes the caller trusted. A wrong secret is refused
-/// outright rather than silently downgraded, so misconfigured backends notice.
-fn trust(app: &App, presented: Option<&str>) -> Result<bool, AppError> {
-    let Some(presented) = presented else {
-        return Ok(false);
-    };
-    match &app.config.internal_secret {
-        Some(expected) if secret_eq(presented, expected.expose()) => Ok(true),
-        Some(_) => Err(AppError::Forbidden("the internal secret is wrong".into())),
-        None => Err(AppError::Forbidden(
-            "this deployment has no INTERNAL_API_SECRET, so no caller is trusted".into(),
-        )),
-    }
-}
-
-/// The openid a session token vouches for, if the call carries one. A token that does not
-/// verify is refused, never ignored: the caller meant to be someone.
-fn session_identity(app: &App, token: Option<&str>) -> Result<Option<String>, AppError> {
-    let Some(token) = token else {
-        return Ok(None);
-    };
-    let tokens = app.sessions.as_ref().ok_or(TokenError::Disabled)?;
-    Ok(Some(tokens.verify(token, now_utc())?))
-}
-
-/// The caller's one identity: the platform's, or the session token's when they agree.
-fn one_identity(
-    platform: Option<String>,
-    session: Option<String>,
-) -> Result<Option<String>, AppError> {
-    match (platform, session) {
-        (Some(p), Some(s)) if p != s => Err(AppError::Forbidden(
-            "the session token and the platform name different users".into(),
-        )),
-        (p, s) => Ok(p.or(s)),
-    }
-}
-
-/// `Authorization: Bearer <token>`; other schemes are not ours to interpret.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = header(headers, "authorization")?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-}
-
-/// Builds the call from a JSON object once the platform identity and trust are known.
-/// `userInfo` and `internalSecret` never reach the handlers.
-fn build_call(
-    mut data: Map<String, Value>,
-    platform_openid: Option<String>,
-    trusted: bool,
-    client_ip: Option<String>,
-) -> Result<Call, AppError> {
-    data.remove("userInfo");
-    data.remove("internalSecret");
-    data.remove("sessionToken");
-    let ty = match data.remove("type") {
-        Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
-        Some(_) => {
-            return Err(AppError::UnknownType(
-                "field `type` must be a string naming the operation, e.g. \"wxpay_order\"".into(),
-            ))
-        }
-        None => return Err(AppError::UnknownType(
-            "field `type` is missing; e.g. {\"type\":\"wxpay_order\",\"packageType\":\"basic\"}"
-                .into(),
-        )),
-    };
-    if let Some(o) = &platform_openid {
-        if !is_valid_openid(o) {
-            return Err(AppError::invalid("the caller's openid is malformed"));
-        }
-    }
-    let mut openid = platform_openid;
-    match data.remove("openid") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(o)) if trusted => {
-            if !is_valid_openid(&o) {
-                return Err(AppError::invalid("field `openid` is malformed"));
-            }
-            openid = Some(o);
-        }
-        Some(Value::String(o)) if openid.as_deref() == Some(o.as_str()) => {}
-        Some(_) => {
-            return Err(AppError::Forbidden(
-                "field `openid` can only be set by trusted callers; mini-program users are identified by the platform".into(),
-            ))
-        }
-    }
-    Ok(Call {
-        ty,
-        data,
-        caller: Caller {
-            openid,
-            trusted,
-            client_ip,
-            scheduled: false,
-        },
-    })
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, AppError> {
@@ -236,17 +127,12 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
         if req.body.len() > BODY_LIMIT {
             return Err(AppError::BodyTooLarge { limit: BODY_LIMIT });
         }
-        let trusted = trust(app, header(&req.headers, "x-internal-secret"))?;
+        let trusted = trust(&app.config, header(&req.headers, "x-internal-secret"))?;
+        let platform = identity::header_openid(&app.config, &req.headers, req.transport)?;
+        let session = identity::session_openid(app, identity::bearer_token(&req.headers))?;
+        let openid = identity::one_identity(platform, session)?;
         let data = parse_object(&req.body)?;
-        let platform = header(&req.headers, "x-wx-openid").map(str::to_string);
-        let session = session_identity(app, bearer_token(&req.headers))?;
-        let openid = one_identity(platform, session)?;
-        let client_ip = req.source_ip.clone().or_else(|| {
-            header(&req.headers, "x-forwarded-for")
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_string())
-        });
-        let call = build_call(data, openid, trusted, client_ip)?;
+        let call = build_call(data, openid, trusted, req.source_ip.clone())?;
         handle_call(app, call).await
     }
     .await;
@@ -274,20 +160,10 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
             return handle_call(app, call).await;
         }
         let presented = data.get("internalSecret").and_then(Value::as_str);
-        let trusted = trust(app, presented)?;
-        let platform = data
-            .get("userInfo")
-            .and_then(|u| u.get("openId"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string);
-        let token = match data.get("sessionToken") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(t)) => Some(t.as_str()),
-            Some(_) => return Err(AppError::invalid("field `sessionToken` must be a string")),
-        };
-        let session = session_identity(app, token)?;
-        let openid = one_identity(platform, session)?;
+        let trusted = trust(&app.config, presented)?;
+        let platform = identity::user_info_openid(&data);
+        let session = identity::session_openid(app, identity::session_token_field(&data)?)?;
+        let openid = identity::one_identity(platform, session)?;
         let call = build_call(data, openid, trusted, None)?;
         handle_call(app, call).await
     }
@@ -305,25 +181,48 @@ fn is_schedule(event: &Map<String, Value>) -> bool {
 }
 
 /// Which HTTP event shape a Lambda event is, if any.
+#[derive(Debug, PartialEq, Eq)]
 enum LambdaShape {
     V2,
     V1,
     Alb,
     Raw,
+    Schedule,
 }
 
-fn lambda_shape(event: &Value) -> LambdaShape {
+/// Never decided by fields a caller controls alone: an event carrying the platform's
+/// `userInfo` is a `callFunction` event however it is dressed, and a deployment that knows
+/// its trigger pins the shape with `LAMBDA_EVENT_SHAPE`.
+fn lambda_shape(event: &Value, pinned: EventShape) -> Result<LambdaShape, AppError> {
+    let Some(object) = event.as_object() else {
+        return Ok(LambdaShape::Raw);
+    };
+    if is_schedule(object) {
+        return Ok(LambdaShape::Schedule);
+    }
+    let raw = object.contains_key("userInfo");
     let ctx = event.get("requestContext");
-    if ctx.and_then(|c| c.get("elb")).is_some() {
-        LambdaShape::Alb
+    let http = if ctx.and_then(|c| c.get("elb")).is_some() {
+        Some(LambdaShape::Alb)
     } else if event.get("version").and_then(Value::as_str) == Some("2.0")
         || ctx.and_then(|c| c.get("http")).is_some()
     {
-        LambdaShape::V2
+        Some(LambdaShape::V2)
     } else if event.get("httpMethod").is_some() && (ctx.is_some() || event.get("path").is_some()) {
-        LambdaShape::V1
+        Some(LambdaShape::V1)
     } else {
-        LambdaShape::Raw
+        None
+    };
+    match (pinned, raw, http) {
+        (EventShape::Raw, _, _) | (EventShape::Auto, true, _) | (EventShape::Auto, _, None) => {
+            Ok(LambdaShape::Raw)
+        }
+        (EventShape::Http, false, Some(shape)) | (EventShape::Auto, false, Some(shape)) => {
+            Ok(shape)
+        }
+        (EventShape::Http, _, _) => Err(AppError::InvalidJson(
+            "this function takes API Gateway and ALB events only (LAMBDA_EVENT_SHAPE=http); an event with userInfo is a callFunction event".into(),
+        )),
     }
 }
 
@@ -396,8 +295,12 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
         })
     }
 
-    match lambda_shape(&event) {
-        LambdaShape::Raw => handle_raw_event(app, event).await,
+    let shape = match lambda_shape(&event, app.config.event_shape) {
+        Ok(shape) => shape,
+        Err(e) => return envelope(Err(e)).1,
+    };
+    match shape {
+        LambdaShape::Raw | LambdaShape::Schedule => handle_raw_event(app, event).await,
         LambdaShape::V2 => {
             let ev: ApiGatewayV2httpRequest = match parse(event) {
                 Ok(ev) => ev,
@@ -409,6 +312,7 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
                 headers: ev.headers,
                 body,
                 source_ip: ev.request_context.http.source_ip.clone(),
+                transport: Transport::LambdaEvent,
             });
             let (status, headers, body) = response_parts(answer_event(app, request).await);
             let mut out = ApiGatewayV2httpResponse::default();
@@ -438,6 +342,7 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
                     .source_ip
                     .clone()
                     .or(scf_source_ip),
+                transport: Transport::LambdaEvent,
             });
             let (status, headers, body) = response_parts(answer_event(app, request).await);
             let mut out = ApiGatewayProxyResponse::default();
@@ -451,12 +356,16 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
                 Ok(ev) => ev,
                 Err(answer) => return answer,
             };
+            let headers = merge_headers(ev.multi_value_headers, &ev.headers);
+            // ALB appends the address it received the request from to X-Forwarded-For.
+            let source_ip = identity::last_forwarded_for(&headers);
             let request = event_body(ev.body, ev.is_base64_encoded).map(|body| HttpRequest {
                 method: ev.http_method.clone(),
                 path: ev.path.clone().unwrap_or_else(|| "/".into()),
-                headers: merge_headers(ev.multi_value_headers, &ev.headers),
+                headers,
                 body,
-                source_ip: None,
+                source_ip,
+                transport: Transport::LambdaEvent,
             });
             let (status, headers, body) = response_parts(answer_event(app, request).await);
             let reason = http::StatusCode::from_u16(status as u16)
@@ -506,12 +415,14 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
                     };
                     let resp = match body {
                         Some(body) => {
+                            let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
                             let req = HttpRequest {
                                 method: parts.method,
                                 path: parts.uri.path().to_string(),
                                 headers: parts.headers,
                                 body,
-                                source_ip: Some(peer.ip().to_string()),
+                                source_ip: Some(source_ip),
+                                transport: Transport::Listener,
                             };
                             handle_http(&app, req).await
                         }

@@ -1,11 +1,13 @@
 //! Everything a function builds once per instance and keeps warm across invocations.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
+use crate::error::AppError;
 use crate::miniprogram::MiniProgramClient;
 use crate::prices::Prices;
 use crate::session::SessionTokens;
@@ -15,11 +17,15 @@ pub struct App {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub wechat: WechatPayClient,
+    /// The price list of `API_BASE_URL` (or `DEFAULT_PRICES` alone).
     pub prices: Prices,
     /// Verifies session tokens; `None` without `SESSION_SECRET`.
     pub sessions: Option<SessionTokens>,
     /// `jscode2session`, for `wxpay_login`.
     pub miniprogram: MiniProgramClient,
+    /// One price list per `API_BASE_URL_<BUSINESSTYPE>`, each with its own warm cache:
+    /// an order is priced by the backend that will be told it was paid.
+    business_prices: BTreeMap<String, Prices>,
     /// The `type`s this binary serves.
     pub types: &'static [&'static str],
     last_outbox_sweep: Mutex<Option<Instant>>,
@@ -42,11 +48,19 @@ impl App {
             config.apiv3_key.clone(),
         ));
         let wechat = WechatPayClient::new(&config, keys);
-        let prices = Prices::new(
-            config.api_base_url.clone(),
-            config.price_cache_ttl,
-            config.default_prices.clone(),
-        );
+        let prices_of = |backend: Option<String>| {
+            Prices::new(
+                backend,
+                config.price_cache_ttl,
+                config.default_prices.clone(),
+            )
+        };
+        let prices = prices_of(config.api_base_url.clone());
+        let business_prices = config
+            .api_base_urls
+            .iter()
+            .map(|(business, url)| (business.clone(), prices_of(Some(url.clone()))))
+            .collect();
         let sessions = config.login.session_secret.as_ref().map(|secret| {
             SessionTokens::new(
                 secret.expose().as_bytes(),
@@ -66,6 +80,7 @@ impl App {
             prices,
             sessions,
             miniprogram,
+            business_prices,
             types,
             last_outbox_sweep: Mutex::new(None),
         }
@@ -84,6 +99,27 @@ impl App {
             *last = Some(Instant::now());
         }
         due
+    }
+
+    /// The price list of the backend an order of `business_type` will be reported to.
+    /// Untrusted callers may only name a business type that has its own backend
+    /// (`API_BASE_URL_<BUSINESSTYPE>`); trusted ones fall back to `API_BASE_URL`.
+    pub fn prices_for(
+        &self,
+        business_type: Option<&str>,
+        trusted: bool,
+    ) -> Result<&Prices, AppError> {
+        let Some(business) = business_type else {
+            return Ok(&self.prices);
+        };
+        match self.business_prices.get(&business.to_ascii_uppercase()) {
+            Some(prices) => Ok(prices),
+            None if trusted => Ok(&self.prices),
+            None => Err(AppError::invalid(format!(
+                "field `businessType`: `{business}` has no backend here (API_BASE_URL_{} is not set)",
+                business.to_ascii_uppercase()
+            ))),
+        }
     }
 
     pub fn serves(&self, ty: &str) -> bool {

@@ -211,6 +211,7 @@ contract_tests!(
     finish_refund_closed_and_abnormal,
     finish_refund_unknown_refund,
     finish_refund_after_failed_reservation,
+    revive_failed_refund_only_if_it_still_fits,
     finish_refund_concurrent_duplicates,
     outbox_claim_lease_deliver_fail,
     outbox_claim_due_order_and_limit,
@@ -1159,6 +1160,55 @@ async fn finish_refund_after_failed_reservation(store: S) {
     );
     assert_eq!(order_state(&store, "ff-1").await, (OrderStatus::Paid, 50));
     assert!(!store.fail_refund("ff-r1").await.expect("success is final"));
+}
+
+async fn revive_failed_refund_only_if_it_still_fits(store: S) {
+    paid_order(&store, "rv-1", 100, t0()).await;
+    reserve(&store, refund_req("rv-r1", "rv-1", Some(60), t0())).await;
+    assert!(store.fail_refund("rv-r1").await.expect("fail"));
+    // Refused: its 60 are free, and another refund takes 50 of them.
+    assert!(matches!(
+        reserve(&store, refund_req("rv-r2", "rv-1", Some(50), t0())).await,
+        RefundReservation::Created(_)
+    ));
+    let revive = |no: &'static str| {
+        let store = store.clone();
+        async move { store.revive_failed_refund(no).await.expect("revive") }
+    };
+    assert!(matches!(
+        revive("rv-r1").await,
+        RefundReservation::Exceeds {
+            requested: 60,
+            remaining: 50
+        }
+    ));
+    assert_eq!(
+        store
+            .get_refund("rv-r1")
+            .await
+            .expect("get")
+            .expect("found")
+            .status,
+        RefundStatus::Failed,
+        "a refund that does not fit stays failed"
+    );
+    // The other refund is refused too: now the 60 fit again, and it is processing.
+    assert!(store.fail_refund("rv-r2").await.expect("fail"));
+    match revive("rv-r1").await {
+        RefundReservation::Existing(r) => {
+            assert_eq!((r.status, r.amount), (RefundStatus::Processing, 60))
+        }
+        other => panic!("expected the revived refund, got {other:?}"),
+    }
+    // Reviving what is not failed changes nothing.
+    match revive("rv-r1").await {
+        RefundReservation::Existing(r) => assert_eq!(r.status, RefundStatus::Processing),
+        other => panic!("expected the refund as it is, got {other:?}"),
+    }
+    assert!(matches!(
+        revive("rv-nope").await,
+        RefundReservation::OrderNotFound
+    ));
 }
 
 async fn finish_refund_concurrent_duplicates(store: S) {

@@ -93,6 +93,14 @@ impl Drop for TestDb {
     }
 }
 
+/// A second business backend (for `API_BASE_URL_<BUSINESSTYPE>`), expecting [`SECRET`].
+pub async fn business_backend() -> wxpay_local::FakeBackend {
+    let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    wxpay_local::FakeBackend::start(any, Some(SECRET.into()), false)
+        .await
+        .expect("the business backend starts")
+}
+
 pub struct Harness {
     pub env: LocalEnv,
     pub http: reqwest::Client,
@@ -126,6 +134,9 @@ impl Harness {
         tweak: impl FnOnce(&mut LocalOptions),
     ) -> Option<Harness> {
         let mut opts = LocalOptions::for_tests();
+        // The router stands where CloudBase would put it: the gateway sets X-WX-OPENID.
+        opts.extra_vars
+            .push(("TRUST_OPENID_HEADER".into(), "true".into()));
         let db = match kind {
             StoreKind::Sqlite => None,
             StoreKind::Mysql => {
@@ -181,7 +192,7 @@ impl Harness {
         self.call_with(&[], body).await
     }
 
-    /// A mini-program user, identified the way CloudBase does it.
+    /// A mini-program user, identified the way CloudBase does it (`X-WX-OPENID`).
     pub async fn call_as(&self, openid: &str, body: Value) -> (u16, Value) {
         self.call_with(&[("X-WX-OPENID", openid)], body).await
     }

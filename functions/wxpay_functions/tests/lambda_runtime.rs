@@ -546,6 +546,107 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
     }
 }
 
+/// The attacks of README "Who may call what", through the real runtime protocol on a
+/// function deployed as `template.yaml` leaves it (no header trust): the victim's openid
+/// in `X-WX-OPENID`, in a dressed-up `callFunction` event, in a forged `userInfo` in an
+/// HTTP body, and with a wrong secret. None acts as the victim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
+    const VICTIM: &str = OPENID;
+    const ATTACKER: &str = "oLambdaRuntimeAttacker000001";
+    let env = LocalEnv::start(LocalOptions::for_tests())
+        .await
+        .expect("simulator and backend start");
+    let api = RuntimeApi::start().await;
+    let mut function = spawn_function(api.addr, &env.vars);
+    let json_headers = |openid: Option<&str>| {
+        let mut h = json!({ "content-type": "application/json", "host": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com" });
+        if let Some(o) = openid {
+            h["x-wx-openid"] = json!(o);
+        }
+        h
+    };
+
+    // The victim's order, from the victim's own mini-program.
+    let answer = api
+        .invoke(
+            &mut function,
+            json!({ "type": "wxpay_order", "packageType": "basic",
+                    "userInfo": { "appId": "wx8888888888888888", "openId": VICTIM } }),
+        )
+        .await;
+    let no = answer["data"]["outTradeNo"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the victim's order: {answer}"))
+        .to_string();
+    let close = json!({ "type": "wxpay_close_order", "outTradeNo": no });
+
+    // 1. The header on an API Gateway event: 403, naming the setting.
+    let answer = api
+        .invoke(
+            &mut function,
+            http_v2(
+                "POST",
+                "/pay",
+                json_headers(Some(VICTIM)),
+                Some(close.to_string()),
+            ),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 403, "{answer}");
+    assert!(http_body(&answer)["msg"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("TRUST_OPENID_HEADER"));
+
+    // 2. callFunction data dressed up as an HTTP event: the platform's userInfo makes it
+    //    raw, so it is the attacker asking, and the victim's order does not exist for them.
+    let mut dressed = http_v2(
+        "POST",
+        "/pay",
+        json_headers(Some(VICTIM)),
+        Some(close.to_string()),
+    );
+    dressed["type"] = json!("wxpay_close_order");
+    dressed["outTradeNo"] = json!(no);
+    dressed["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": ATTACKER });
+    let answer = api.invoke(&mut function, dressed).await;
+    assert_eq!(answer["code"], 40400, "{answer}");
+
+    // 3. A forged userInfo in an HTTP body is no identity.
+    let mut forged = close.clone();
+    forged["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": VICTIM });
+    let answer = api
+        .invoke(
+            &mut function,
+            http_v2("POST", "/pay", json_headers(None), Some(forged.to_string())),
+        )
+        .await;
+    assert_eq!(answer["statusCode"], 401, "{answer}");
+
+    // 4. A wrong secret naming the victim, as a direct invocation.
+    let mut claim = close.clone();
+    claim["openid"] = json!(VICTIM);
+    claim["internalSecret"] = json!("guessed-secret-000000000");
+    let answer = api.invoke(&mut function, claim).await;
+    assert_eq!(answer["code"], 40300, "{answer}");
+
+    // The victim's order is still open: the victim can still close it.
+    let answer = api
+        .invoke(
+            &mut function,
+            json!({ "type": "wxpay_close_order", "outTradeNo": no,
+                    "userInfo": { "appId": "wx8888888888888888", "openId": VICTIM } }),
+        )
+        .await;
+    assert_eq!(answer["code"], 0, "{answer}");
+    assert_eq!(
+        env.sim.request_count("/v3/pay/transactions/out-trade-no"),
+        1,
+        "only the victim's own close reached WeChat Pay"
+    );
+}
+
 #[test]
 fn missing_configuration_exits_2_naming_every_bad_variable_and_no_secret() {
     const APIV3: &str = "short-s3cret-value";

@@ -78,6 +78,17 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
         ));
     }
 
+    let business_type = bounded("businessType", req.business_type, 32)?;
+    if let Some(b) = &business_type {
+        if !b
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        {
+            return Err(AppError::invalid(
+                "field `businessType` may only contain letters, digits, `_` and `-`",
+            ));
+        }
+    }
     let description = bounded("description", req.description, 127)?;
     let package_type = bounded("packageType", req.package_type, 32)?;
     let (amount, package_type, description) = match &req.amount {
@@ -93,7 +104,10 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
             let name = package_type.ok_or_else(|| {
                 AppError::invalid("field `packageType` is required (a key of the price list)")
             })?;
-            let prices = app.prices.current(crate::client::http_client()).await;
+            let prices = app
+                .prices_for(business_type.as_deref(), call.caller.trusted)?
+                .current(crate::client::http_client())
+                .await;
             let amount = prices.get(&name).ok_or_else(|| AppError::UnknownPackage {
                 name: name.clone(),
                 known: prices.names().collect::<Vec<_>>().join(", "),
@@ -106,17 +120,6 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
             (amount, Some(name), description)
         }
     };
-    let business_type = bounded("businessType", req.business_type, 32)?;
-    if let Some(b) = &business_type {
-        if !b
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-        {
-            return Err(AppError::invalid(
-                "field `businessType` may only contain letters, digits, `_` and `-`",
-            ));
-        }
-    }
     let user_id = bounded("userId", req.user_id, 64)?;
     let generation_id = bounded("generationId", req.generation_id, 64)?;
     let business_id = bounded("businessId", req.business_id, 64)?;

@@ -136,17 +136,13 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                     let status = r.status.as_str().to_ascii_uppercase();
                     return answer(app, &r, r.refund_id.clone(), status).await;
                 }
-                // Its amount is no longer reserved; reusing the number could over-refund.
-                RefundStatus::Failed => {
-                    return Err(AppError::Conflict(format!(
-                        "WeChat Pay refused refund {out_refund_no}; start a new refund with another outRefundNo"
-                    )))
-                }
-                RefundStatus::Processing | RefundStatus::Abnormal => {}
+                // WeChat Pay advises retrying a refused refund with its own number; its
+                // amount is reserved again first, if it still fits.
+                RefundStatus::Failed => revived(app, &order, &out_refund_no).await?,
+                // Still processing (an earlier call timed out, say): asking WeChat Pay
+                // again with the same outRefundNo resolves it without a second refund.
+                RefundStatus::Processing | RefundStatus::Abnormal => r,
             }
-            // Still processing (an earlier call timed out, say): asking WeChat Pay again
-            // with the same outRefundNo resolves it without a second refund.
-            r
         }
         RefundReservation::OtherOrder(_) => {
             return Err(AppError::Conflict(format!(
@@ -199,11 +195,6 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
             answer(app, &refund, info.refund_id.clone(), status_of(&info)).await
         }
         Err(e) => {
-            let refused = matches!(&e, ClientError::Api { status, verified: true, .. } if (400..500).contains(status));
-            if refused {
-                // WeChat Pay said no (verified): the amount no longer counts as in flight.
-                app.store.fail_refund(&refund.out_refund_no).await?;
-            }
             log(
                 app,
                 &order,
@@ -213,8 +204,88 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                 Some(e.to_string()),
             )
             .await;
-            Err(e.into())
+            match &e {
+                ClientError::Api { status, .. } if (400..500).contains(status) => {
+                    settle_refused(app, &refund, e).await
+                }
+                _ => Err(e.into()),
+            }
         }
+    }
+}
+
+/// Re-reserves a refund WeChat Pay refused, for a retry with its own `outRefundNo`.
+async fn revived(app: &App, order: &Order, out_refund_no: &str) -> Result<Refund, AppError> {
+    match app.store.revive_failed_refund(out_refund_no).await? {
+        RefundReservation::Existing(r) if r.status != RefundStatus::Failed => Ok(r),
+        RefundReservation::Exceeds { requested, remaining } => Err(AppError::Conflict(format!(
+            "refund {out_refund_no} of {requested} fen no longer fits what remains of order {} ({remaining} fen, counting refunds in flight)",
+            order.out_trade_no
+        ))),
+        RefundReservation::NotRefundable(status) => Err(AppError::Conflict(format!(
+            "order {} is {}; refund {out_refund_no} cannot be retried",
+            order.out_trade_no,
+            status.as_str()
+        ))),
+        _ => Err(AppError::NotFound(format!("no refund {out_refund_no}"))),
+    }
+}
+
+/// A refusal that shows this very request was not accepted: WeChat Pay answered (signed)
+/// that it will not do it. A 429 only says "not now", and may answer a retry of a refund
+/// an earlier, timed-out request already started.
+fn proves_not_accepted(e: &ClientError) -> bool {
+    matches!(e, ClientError::Api { status, verified: true, .. } if (400..=404).contains(status))
+}
+
+/// After a 4xx, WeChat Pay is asked whether the refund exists, since an earlier attempt
+/// with this `out_refund_no` may have been accepted. Only "it does not exist", after a
+/// refusal that proves this attempt was not accepted, frees the amount.
+async fn settle_refused(
+    app: &App,
+    refund: &Refund,
+    refusal: ClientError,
+) -> Result<Value, AppError> {
+    let no = &refund.out_refund_no;
+    let unsettled = |reason: String| AppError::RefundUnsettled {
+        out_refund_no: no.clone(),
+        reason,
+    };
+    match app.wechat.query_refund(no).await {
+        Ok(info) if info.out_refund_no.as_deref() == Some(no.as_str()) => {
+            tracing::warn!(out_refund_no = %no, "refund refused ({refusal}) but WeChat Pay has it: recording its state");
+            if let Some(id) = &info.refund_id {
+                app.store.set_refund_id(no, id).await?;
+            }
+            sync_final(app, &info).await?;
+            answer(app, refund, info.refund_id.clone(), status_of(&info)).await
+        }
+        Ok(_) => Err(AppError::Internal(
+            "WeChat Pay answered about another refund".into(),
+        )),
+        Err(ClientError::Api {
+            code,
+            verified: true,
+            ..
+        }) if code == "RESOURCE_NOT_EXISTS" && proves_not_accepted(&refusal) => {
+            // WeChat Pay refused it and does not have it: the amount is free again.
+            app.store.fail_refund(no).await?;
+            Err(refusal.into())
+        }
+        Err(query_error) => {
+            tracing::warn!(out_refund_no = %no, "refund refused ({refusal}); its state is unknown ({query_error}): it stays processing");
+            Err(unsettled(format!(
+                "WeChat Pay answered {}",
+                refusal_code(&refusal)
+            )))
+        }
+    }
+}
+
+fn refusal_code(e: &ClientError) -> String {
+    match e {
+        ClientError::Api { status, code, .. } => format!("HTTP {status} {code}"),
+        other => other.to_string(),
     }
 }
 

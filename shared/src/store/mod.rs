@@ -332,6 +332,15 @@ pub trait Store: OrderHistory + Send + Sync {
     /// `processing → failed` when WeChat Pay refused to create the refund.
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError>;
 
+    /// `failed → processing`, for a refused refund retried with its own `out_refund_no` (as
+    /// WeChat Pay advises), with the checks of [`Store::reserve_refund`] in one transaction:
+    /// the order is paid and the refund's amount still fits. Answers `Existing` with the
+    /// row as it now is (also when it was not `failed`).
+    async fn revive_failed_refund(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<RefundReservation, StoreError>;
+
     /// Records a refund's final state once. On `success` adds the amount to the order's
     /// `refunded_amount` and sets `refunded` when nothing remains. A refund the store does
     /// not know (made in the merchant portal) is inserted from `result`. Returns whether

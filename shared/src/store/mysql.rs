@@ -526,6 +526,62 @@ impl MySqlStore {
         Ok(RefundReservation::Created(created))
     }
 
+    async fn revive_failed_refund_once(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<RefundReservation, Fail> {
+        let mut conn = self.conn().await?;
+        let Some(refund) = select_refund(&mut conn, out_refund_no).await? else {
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        if refund.status != RefundStatus::Failed {
+            return Ok(RefundReservation::Existing(refund));
+        }
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        // The order lock first, as everywhere that decides what remains of an order.
+        let order = select_order(&mut tx, &refund.out_trade_no, true).await?;
+        let Some(refund) = select_refund(&mut tx, out_refund_no).await? else {
+            tx.rollback().await?;
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        let Some(order) = order.filter(|_| refund.status == RefundStatus::Failed) else {
+            tx.rollback().await?;
+            return Ok(RefundReservation::Existing(refund));
+        };
+        if order.status != OrderStatus::Paid {
+            tx.rollback().await?;
+            return Ok(RefundReservation::NotRefundable(order.status));
+        }
+        let in_flight: Option<i64> = tx
+            .exec_first(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS SIGNED) FROM refunds \
+                 WHERE out_trade_no = ? AND status IN ('processing', 'abnormal')",
+                params![&refund.out_trade_no],
+            )
+            .await?;
+        let remaining = order.paid_amount.unwrap_or(order.amount)
+            - order.refunded_amount
+            - in_flight.unwrap_or(0);
+        if refund.amount > remaining {
+            tx.rollback().await?;
+            return Ok(RefundReservation::Exceeds {
+                requested: refund.amount,
+                remaining,
+            });
+        }
+        tx.exec_drop(
+            "UPDATE refunds SET status = 'processing' \
+             WHERE out_refund_no = ? AND status = 'failed'",
+            params![out_refund_no],
+        )
+        .await?;
+        let revived = select_refund(&mut tx, out_refund_no)
+            .await?
+            .ok_or_else(|| StoreError::Query("refund vanished while revived".into()))?;
+        tx.commit().await?;
+        Ok(RefundReservation::Existing(revived))
+    }
+
     /// `None`: a concurrent caller inserted the same unknown refund first; run again.
     async fn finish_refund_once(&self, result: &RefundResult) -> Result<Option<bool>, Fail> {
         let success = result.status == RefundStatus::Success;
@@ -1122,6 +1178,14 @@ impl Store for MySqlStore {
             )
             .await?;
         Ok(changed == 1)
+    }
+
+    async fn revive_failed_refund(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<RefundReservation, StoreError> {
+        self.retrying(|| self.revive_failed_refund_once(out_refund_no))
+            .await
     }
 
     async fn finish_refund(&self, result: &RefundResult) -> Result<bool, StoreError> {

@@ -514,6 +514,54 @@ impl SqliteStore {
         Ok(RefundReservation::Created(created))
     }
 
+    fn revive_failed_refund_sync(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<RefundReservation, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let Some(refund) = select_refund(&tx, out_refund_no)? else {
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        if refund.status != RefundStatus::Failed {
+            return Ok(RefundReservation::Existing(refund));
+        }
+        let Some(order) = select_order(&tx, &refund.out_trade_no)? else {
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        if order.status != OrderStatus::Paid {
+            return Ok(RefundReservation::NotRefundable(order.status));
+        }
+        let in_flight: i64 = tx
+            .query_row(
+                "SELECT COALESCE(SUM(amount), 0) FROM refunds \
+                 WHERE out_trade_no = ?1 AND status IN ('processing', 'abnormal')",
+                [&refund.out_trade_no],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+        let remaining =
+            order.paid_amount.unwrap_or(order.amount) - order.refunded_amount - in_flight;
+        if refund.amount > remaining {
+            return Ok(RefundReservation::Exceeds {
+                requested: refund.amount,
+                remaining,
+            });
+        }
+        tx.execute(
+            "UPDATE refunds SET status = 'processing' \
+             WHERE out_refund_no = ?1 AND status = 'failed'",
+            [out_refund_no],
+        )
+        .map_err(map_err)?;
+        let revived = select_refund(&tx, out_refund_no)?
+            .ok_or_else(|| StoreError::Query("refund vanished while revived".to_string()))?;
+        tx.commit().map_err(map_err)?;
+        Ok(RefundReservation::Existing(revived))
+    }
+
     fn finish_refund_sync(&self, result: &RefundResult) -> Result<bool, StoreError> {
         if !result.status.is_final() {
             return Err(StoreError::Query(format!(
@@ -798,6 +846,13 @@ impl Store for SqliteStore {
             )
             .map_err(map_err)?;
         Ok(changed == 1)
+    }
+
+    async fn revive_failed_refund(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<RefundReservation, StoreError> {
+        self.revive_failed_refund_sync(out_refund_no)
     }
 
     async fn finish_refund(&self, result: &RefundResult) -> Result<bool, StoreError> {

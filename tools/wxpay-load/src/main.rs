@@ -200,6 +200,8 @@ impl Stack {
             ("WECHATPAY_BASE_URL".into(), sim.base_url()),
             ("API_BASE_URL".into(), backend.url()),
             ("INTERNAL_API_SECRET".into(), SECRET.into()),
+            // JSAPI orders identify the payer by X-WX-OPENID, as behind CloudBase.
+            ("TRUST_OPENID_HEADER".into(), "true".into()),
         ];
         if public_key {
             let id = sim

@@ -47,6 +47,8 @@ const PRODUCT_VARS: &[&str] = &[
     "PRICE_CACHE_TTL_SECS",
     "DEFAULT_PRICES",
     "OUTBOX_",
+    "TRUST_OPENID_HEADER",
+    "LAMBDA_EVENT_SHAPE",
     "AWS_LAMBDA_RUNTIME_API",
 ];
 

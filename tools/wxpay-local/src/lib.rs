@@ -28,6 +28,8 @@ pub struct LocalOptions {
     /// Configure the simulator's WeChat Pay public key (`WECHAT_PUBLIC_KEY[_ID]`).
     pub configure_public_key: bool,
     pub auto_refund_after: Option<Duration>,
+    /// The simulator's spacing between refund requests for one order (WeChat Pay: 60 s).
+    pub refund_frequency_window: Duration,
     pub internal_secret: Option<String>,
     /// Extra or overriding product variables.
     pub extra_vars: Vec<(String, String)>,
@@ -49,6 +51,8 @@ impl LocalOptions {
             mode: PlatformMode::Certificate,
             configure_public_key: false,
             auto_refund_after: None,
+            // Tests refund one order several times in a row; the rule has its own tests.
+            refund_frequency_window: Duration::ZERO,
             internal_secret: Some("test-internal-secret-0123456789".into()),
             extra_vars: Vec::new(),
             verbose_backend: false,
@@ -77,6 +81,7 @@ impl LocalEnv {
         let mut sim_config = SimConfig::for_merchant(&keys);
         sim_config.mode = opts.mode;
         sim_config.auto_refund_after = opts.auto_refund_after;
+        sim_config.refund_frequency_window = opts.refund_frequency_window;
         let sim = Simulator::start_on(sim_config, opts.sim_addr)
             .await
             .map_err(|e| format!("simulator: {e}"))?;

@@ -23,11 +23,16 @@ async fn main() -> ExitCode {
             database_url: std::env::var("DATABASE_URL")
                 .unwrap_or_else(|_| "sqlite://wxpay-local.db".into()),
             auto_refund_after: Some(Duration::from_secs(2)),
+            refund_frequency_window: Duration::from_secs(60),
             internal_secret: Some(
                 std::env::var("INTERNAL_API_SECRET").unwrap_or_else(|_| "local-dev-secret".into()),
             ),
             verbose_backend: true,
             fresh_keys: true,
+            // X-WX-OPENID is refused unless you ask to play CloudBase's gateway.
+            extra_vars: std::env::var("TRUST_OPENID_HEADER")
+                .map(|v| vec![("TRUST_OPENID_HEADER".to_string(), v)])
+                .unwrap_or_default(),
             ..LocalOptions::for_tests()
         })
     })();
@@ -62,7 +67,8 @@ wxpay functions running locally
    out for user o_demo_user), and wxpay_login exchanges it for a session token:
    curl -s -X POST '{s}/sim/login-codes?openid=o_demo_user'
    curl -s {r}/pay -d '{{"type":"wxpay_login","code":"CODE"}}'
-2. Create a mini-program (JSAPI) order as that user:
+2. Create a mini-program (JSAPI) order as that user (X-WX-OPENID is refused here, as on
+   any gateway that does not set it; TRUST_OPENID_HEADER=true plays CloudBase, which does):
    curl -s {r}/pay -H 'Authorization: Bearer TOKEN' -d '{{"type":"wxpay_order","packageType":"premium"}}'
    …or a Native (QR code) order, which needs no login:
    curl -s {r}/pay -d '{{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}}'

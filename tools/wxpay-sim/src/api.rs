@@ -411,6 +411,7 @@ fn prepay(
                 code_url: (kind == TradeKind::Native).then(|| {
                     format!("weixin://wxpay/bizpayurl?pr={}", crypto::random_alnum(9))
                 }),
+                payer_client_ip: opt_string(body, "/scene_info/payer_client_ip", "用户终端IP", 45)?,
                 h5_url: (kind == TradeKind::H5).then(|| {
                     format!(
                         "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?prepay_id={prepay_id}&package={}",
@@ -487,6 +488,37 @@ fn create_refund(sim: &Simulator, body: &Value) -> Result<Reply, Reply> {
 
     let mut st = lock(&sim.inner.state);
 
+    // Which order the request is about, to apply the per-order frequency limit before
+    // anything else: a retry of an accepted refund counts as a request too.
+    let order_key = match (
+        st.refunds.get(&out_refund_no),
+        &transaction_id,
+        &out_trade_no,
+    ) {
+        (Some(existing), _, _) => Some(existing.out_trade_no.clone()),
+        (None, Some(t), _) => st
+            .order_by_transaction_id(t)
+            .map(|o| o.out_trade_no.clone()),
+        (None, None, Some(n)) => Some(n.clone()),
+        (None, None, None) => None,
+    };
+    if let Some(key) = &order_key {
+        let window = sim.inner.config.refund_frequency_window;
+        let now = std::time::Instant::now();
+        if st
+            .last_refund_request
+            .get(key)
+            .is_some_and(|t| now.duration_since(*t) < window)
+        {
+            return Err(Reply::error(
+                429,
+                "FREQUENCY_LIMITED",
+                "频率限制，同一笔订单多次退款的请求需相隔1分钟，该笔退款未受理，请降低频率后重试",
+            ));
+        }
+        st.last_refund_request.insert(key.clone(), now);
+    }
+
     if let Some(existing) = st.refunds.get(&out_refund_no) {
         // A retry of the same refund answers the refund already made; reusing the number
         // for a different refund is the caller's bug and is refused.
@@ -512,7 +544,7 @@ fn create_refund(sim: &Simulator, body: &Value) -> Result<Reply, Reply> {
         (None, None) => None,
     }
     .cloned()
-    .ok_or_else(order_not_exist)?;
+    .ok_or_else(|| Reply::error(404, "RESOURCE_NOT_EXISTS", "订单不存在"))?;
     if let (Some(_), Some(n)) = (&transaction_id, &out_trade_no) {
         if *n != order.out_trade_no {
             return Err(Reply::error(
@@ -535,12 +567,24 @@ fn create_refund(sim: &Simulator, body: &Value) -> Result<Reply, Reply> {
             order.amount_total
         )));
     }
+    // What remains of the order is a business rule of the request; NOT_ENOUGH is about the
+    // merchant's money, as documented ("余额不足").
     if st.refunded_total(&order.out_trade_no) + refund > order.amount_total {
         return Err(Reply::error(
             400,
-            "NOT_ENOUGH",
+            "INVALID_REQUEST",
             "申请退款金额超过订单可退金额",
         ));
+    }
+    if st.merchant_balance.is_some_and(|b| refund > b) {
+        return Err(Reply::error(
+            403,
+            "NOT_ENOUGH",
+            "基本账户余额不足，请充值后重新发起",
+        ));
+    }
+    if let Some(b) = st.merchant_balance.as_mut() {
+        *b -= refund;
     }
 
     let now = crypto::now_cst();

@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub auto_refund_after: Option<Duration>,
     /// The mini-program's AppSecret, which `GET /sns/jscode2session` checks.
     pub app_secret: String,
+    /// WeChat Pay answers `429 FREQUENCY_LIMITED` to a refund request for an order that had
+    /// one less than this long ago ("同一笔订单多次退款的请求需相隔1分钟"). Tests shorten it.
+    pub refund_frequency_window: Duration,
 }
 
 impl SimConfig {
@@ -73,6 +76,7 @@ impl SimConfig {
             mode: PlatformMode::Certificate,
             auto_refund_after: None,
             app_secret: crypto::random_from(b"0123456789abcdef", 32),
+            refund_frequency_window: Duration::from_secs(60),
         }
     }
 }
@@ -374,6 +378,26 @@ impl Simulator {
 
     pub fn clear_faults(&self) {
         lock(&self.inner.state).faults.clear();
+    }
+
+    /// The next `times` refund API requests are processed (a refund is accepted), but
+    /// answered only after `delay`: longer than the client waits, it has given up.
+    pub fn answer_refunds_late(&self, delay: Duration, times: usize) {
+        self.inject_fault(Fault::new(
+            "/v3/refund/domestic/refunds",
+            times,
+            FaultKind::Delay(delay),
+        ));
+    }
+
+    /// What the merchant's account can still pay refunds from, in fen; `None` (the start)
+    /// is unlimited. A refund above it is refused `403 NOT_ENOUGH` (余额不足).
+    pub fn set_merchant_balance(&self, fen: Option<i64>) {
+        lock(&self.inner.state).merchant_balance = fen;
+    }
+
+    pub fn merchant_balance(&self) -> Option<i64> {
+        lock(&self.inner.state).merchant_balance
     }
 
     // ---- payments ----

@@ -281,6 +281,22 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
             let code = lock(&sim.inner.logins).issue(&openid, errcode);
             plain_json(200, &json!({ "code": code, "openid": openid }))
         }
+        ("POST", ["sim", "faults", "refund-late"]) => {
+            let param = |name: &str| {
+                query.split('&').find_map(|kv| {
+                    kv.strip_prefix(name)
+                        .and_then(|v| v.strip_prefix('='))
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+            };
+            let delay = std::time::Duration::from_millis(param("delay_ms").unwrap_or(10_000));
+            let times = param("times").unwrap_or(1) as usize;
+            sim.answer_refunds_late(delay, times);
+            plain_json(
+                200,
+                &json!({ "armed": times, "delayMs": delay.as_millis() as u64 }),
+            )
+        }
         ("GET", ["sim", "orders"]) => plain_json(200, &json!(sim.orders())),
         ("GET", ["sim", "orders", no]) => match sim.order(no) {
             Some(o) => plain_json(200, &json!(o)),
@@ -295,7 +311,7 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
             404,
             &json!({
                 "code": "NOT_FOUND",
-                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/login-codes?openid=…, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
+                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/login-codes?openid=…, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, POST /sim/faults/refund-late?delay_ms=N&times=K, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
             }),
         ),
     }

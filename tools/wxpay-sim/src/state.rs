@@ -1,6 +1,7 @@
 //! What the simulated WeChat Pay remembers: orders, refunds, traffic and pending faults.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -39,6 +40,8 @@ pub struct SimOrder {
     pub code_url: Option<String>,
     /// H5 only.
     pub h5_url: Option<String>,
+    /// `scene_info.payer_client_ip` as the merchant sent it (H5).
+    pub payer_client_ip: Option<String>,
 }
 
 impl SimOrder {
@@ -187,6 +190,10 @@ pub(crate) struct State {
     /// Merchant requests per exact path (query excluded).
     pub hits: HashMap<String, usize>,
     pub faults: Vec<Fault>,
+    /// When each order last had a refund request, for `FREQUENCY_LIMITED`.
+    pub last_refund_request: HashMap<String, Instant>,
+    /// Fen the merchant can refund from; `None`: unlimited.
+    pub merchant_balance: Option<i64>,
 }
 
 impl State {

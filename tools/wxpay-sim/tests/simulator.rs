@@ -642,7 +642,10 @@ fn refund_body(
 
 #[tokio::test]
 async fn refunds_are_idempotent_and_bounded_by_the_order_total() {
-    let sim = start(PlatformMode::Certificate).await;
+    // Many refunds of one order in a row: without the one-minute spacing rule.
+    let mut config = SimConfig::for_merchant(keys());
+    config.refund_frequency_window = Duration::ZERO;
+    let sim = Simulator::start(config).await.expect("simulator starts");
     let mut receiver = Receiver::start(200).await;
     let refunds = "/v3/refund/domestic/refunds";
 
@@ -667,7 +670,7 @@ async fn refunds_are_idempotent_and_bounded_by_the_order_total() {
         Some(&refund_body("NOSUCHORDER", "R1", 30, 100, &receiver.url)),
     )
     .await;
-    assert_eq!((r.status, r.code().as_str()), (404, "ORDER_NOT_EXIST"));
+    assert_eq!((r.status, r.code().as_str()), (404, "RESOURCE_NOT_EXISTS"));
 
     sim.mark_paid_silently("ORDER_refund_1").await.unwrap();
     let tid = sim.order("ORDER_refund_1").unwrap().transaction_id.unwrap();
@@ -727,7 +730,7 @@ async fn refunds_are_idempotent_and_bounded_by_the_order_total() {
         Some(&refund_body("ORDER_refund_1", "R2", 71, 100, &receiver.url)),
     )
     .await;
-    assert_eq!((r.status, r.code().as_str()), (400, "NOT_ENOUGH"));
+    assert_eq!((r.status, r.code().as_str()), (400, "INVALID_REQUEST"));
     assert_eq!(r.json()["message"], "申请退款金额超过订单可退金额");
     let by_tid = json!({
         "transaction_id": tid, "out_refund_no": "R2",
@@ -751,7 +754,7 @@ async fn refunds_are_idempotent_and_bounded_by_the_order_total() {
         Some(&refund_body("ORDER_refund_1", "R3", 1, 100, &receiver.url)),
     )
     .await;
-    assert_eq!(r.code(), "NOT_ENOUGH");
+    assert_eq!(r.code(), "INVALID_REQUEST");
 
     // Completing R1 notifies its notify_url.
     let outcome = sim
@@ -944,4 +947,87 @@ async fn the_control_api_pays_and_shows_orders() {
         0,
         "the control API is not merchant traffic"
     );
+}
+
+/// WeChat Pay's refund rules that make a careless retry dangerous: refund requests for one
+/// order must be a minute apart (a retry of an accepted refund included), and NOT_ENOUGH
+/// is about the merchant's balance, not the order.
+#[tokio::test]
+async fn refund_requests_for_one_order_are_rate_limited_and_need_the_merchant_balance() {
+    let mut config = SimConfig::for_merchant(keys());
+    config.refund_frequency_window = Duration::from_millis(400);
+    let sim = Simulator::start(config).await.expect("simulator starts");
+    let refunds = "/v3/refund/domestic/refunds";
+    prepay_jsapi(&sim, "ORDER_limited_1", 100, NO_RECEIVER).await;
+    sim.mark_paid_silently("ORDER_limited_1").await.unwrap();
+    let body =
+        |no: &str, fen: i64| refund_body("ORDER_limited_1", no, fen, 100, "https://example.com/n");
+
+    let first = call(&sim, "POST", refunds, Some(&body("RL1", 10))).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    // The same refund retried at once is refused, and refused with a signed answer.
+    let retry = call(&sim, "POST", refunds, Some(&body("RL1", 10))).await;
+    assert_eq!(
+        (retry.status, retry.code().as_str()),
+        (429, "FREQUENCY_LIMITED")
+    );
+    assert!(retry.verifies_with(&sim.platform_public_key_pem()));
+    // ... but the refund exists: the query finds it.
+    let q = call(&sim, "GET", "/v3/refund/domestic/refunds/RL1", None).await;
+    assert_eq!(q.status, 200);
+    // A different refund of the same order within the window is refused too.
+    let other = call(&sim, "POST", refunds, Some(&body("RL2", 10))).await;
+    assert_eq!(other.code(), "FREQUENCY_LIMITED");
+    assert!(
+        sim.refund("RL2").is_none(),
+        "a limited request refunds nothing"
+    );
+
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let retry = call(&sim, "POST", refunds, Some(&body("RL1", 10))).await;
+    assert_eq!(
+        retry.status, 200,
+        "after the window the same refund answers: {}",
+        retry.body
+    );
+    assert_eq!(sim.refunds().len(), 1);
+
+    // The merchant's account cannot pay 50 fen: NOT_ENOUGH, nothing refunded, and the
+    // order's own remaining amount is not the reason.
+    sim.set_merchant_balance(Some(40));
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let poor = call(&sim, "POST", refunds, Some(&body("RL3", 50))).await;
+    assert_eq!(
+        (poor.status, poor.code().as_str()),
+        (403, "NOT_ENOUGH"),
+        "{}",
+        poor.body
+    );
+    assert!(sim.refund("RL3").is_none());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let fits = call(&sim, "POST", refunds, Some(&body("RL3", 40))).await;
+    assert_eq!(fits.status, 200, "{}", fits.body);
+    assert_eq!(sim.merchant_balance(), Some(0));
+
+    // The control API arms a late answer: the refund is accepted at once, answered later.
+    sim.set_merchant_balance(None);
+    let armed = reqwest::Client::new()
+        .post(format!(
+            "{}/sim/faults/refund-late?delay_ms=600&times=1",
+            sim.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(armed.status(), 200);
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let slow = {
+        let sim = sim.clone();
+        let body = body("RL4", 10);
+        tokio::spawn(async move { call(&sim, "POST", refunds, Some(&body)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sim.refund("RL4").is_some(), "accepted before the answer");
+    assert!(!slow.is_finished(), "the answer is still held back");
+    assert_eq!(slow.await.unwrap().status, 200);
 }

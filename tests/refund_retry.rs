@@ -1,0 +1,159 @@
+//! A refund retry never frees an amount WeChat Pay may still hold. The story the tests
+//! tell: WeChat Pay accepts a refund but answers after the backend gave up; the backend
+//! retries with the same outRefundNo and WeChat Pay, which wants refund requests for one
+//! order a minute apart, answers 429. That refusal must not free the amount, or a second
+//! refund with another number pays the customer twice.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, StoreKind};
+use serde_json::json;
+use wxpay_shared::store::RefundStatus;
+use wxpay_sim::{Fault, FaultKind};
+
+both_stores!(
+    a_rate_limited_retry_of_an_accepted_refund_records_it_and_frees_nothing,
+    a_refusal_nobody_can_confirm_keeps_the_amount_reserved_until_the_same_number_settles_it,
+    a_refusal_that_proves_nothing_was_accepted_frees_the_amount_for_a_retry_with_the_same_number,
+);
+
+/// WeChat Pay calls time out after 700 ms, and WeChat Pay's one-minute spacing between
+/// refund requests of one order is on.
+async fn start(kind: StoreKind, spacing: Duration) -> Option<Harness> {
+    Harness::start_with(kind, |o| {
+        o.extra_vars
+            .push(("WECHATPAY_TIMEOUT_MS".into(), "700".into()));
+        o.refund_frequency_window = spacing;
+    })
+    .await
+}
+
+fn refund(no: &str, amount: i64, out_refund_no: &str) -> serde_json::Value {
+    json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": amount, "outRefundNo": out_refund_no })
+}
+
+async fn a_rate_limited_retry_of_an_accepted_refund_records_it_and_frees_nothing(kind: StoreKind) {
+    let Some(h) = start(kind, Duration::from_secs(60)).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_late", "premium").await; // 2990 fen
+
+    // WeChat Pay accepts the refund but answers after the backend has given up.
+    h.sim.answer_refunds_late(Duration::from_secs(3), 1);
+    let (status, _) = h.call_trusted(refund(&no, 1000, "RF-LATE-00001")).await;
+    assert_eq!(status, 504);
+    assert_eq!(h.sim.refunds().len(), 1, "WeChat Pay holds the refund");
+
+    // The retry within the minute: WeChat Pay answers 429 FREQUENCY_LIMITED, yet the
+    // refund it holds is found and recorded, not freed.
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-LATE-00001")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "PROCESSING", "{body}");
+    assert!(body["data"]["refundId"].is_string(), "{body}");
+    assert_eq!(
+        h.refund_status("RF-LATE-00001").await,
+        RefundStatus::Processing
+    );
+
+    // Its 1000 fen still count: a second refund of the whole order is refused before
+    // WeChat Pay hears of it.
+    let (status, body) = h.call_trusted(refund(&no, 2990, "RF-AGAIN-0001")).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(h.sim.refunds().len(), 1, "the customer is refunded once");
+}
+
+async fn a_refusal_nobody_can_confirm_keeps_the_amount_reserved_until_the_same_number_settles_it(
+    kind: StoreKind,
+) {
+    let Some(h) = start(kind, Duration::ZERO).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_busy", "premium").await;
+
+    // 429 on the refund and on the query that follows it: nobody knows whether WeChat Pay
+    // holds the refund.
+    h.sim.inject_fault(Fault::new(
+        "/v3/refund/domestic/refunds",
+        2,
+        FaultKind::status(429, "FREQUENCY_LIMITED", "频率限制"),
+    ));
+    let (status, body) = h.call_trusted(refund(&no, 2990, "RF-BUSY-00001")).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("same outRefundNo") && msg.contains("RF-BUSY-00001"),
+        "{msg}"
+    );
+    assert_eq!(
+        h.refund_status("RF-BUSY-00001").await,
+        RefundStatus::Processing
+    );
+    let (status, _) = h.call_trusted(refund(&no, 1, "RF-OTHER-0001")).await;
+    assert_eq!(
+        status, 409,
+        "nothing of the order is free while it is unsettled"
+    );
+
+    // The retry the message asks for settles it, once.
+    let (status, body) = h.call_trusted(refund(&no, 2990, "RF-BUSY-00001")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.sim.refunds().len(), 1);
+}
+
+async fn a_refusal_that_proves_nothing_was_accepted_frees_the_amount_for_a_retry_with_the_same_number(
+    kind: StoreKind,
+) {
+    let Some(h) = start(kind, Duration::ZERO).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_poor", "premium").await;
+
+    // The merchant's balance cannot pay it: a signed 403 NOT_ENOUGH, and WeChat Pay has no
+    // such refund. The refund is failed and its amount free.
+    h.sim.set_merchant_balance(Some(0));
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-POOR-00001")).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (409, Some(40910)),
+        "{body}"
+    );
+    assert!(body["msg"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("NOT_ENOUGH"));
+    assert_eq!(h.refund_status("RF-POOR-00001").await, RefundStatus::Failed);
+
+    // Topped up, the same outRefundNo is retried, as WeChat Pay advises.
+    h.sim.set_merchant_balance(None);
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-POOR-00001")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        h.refund_status("RF-POOR-00001").await,
+        RefundStatus::Processing
+    );
+    assert_eq!(h.sim.refunds().len(), 1);
+
+    // A failed refund whose amount no longer fits is not retried.
+    h.sim.set_merchant_balance(Some(0));
+    let (status, _) = h.call_trusted(refund(&no, 1990, "RF-POOR-00002")).await;
+    assert_eq!(status, 409);
+    h.sim.set_merchant_balance(None);
+    let (status, _) = h.call_trusted(refund(&no, 1990, "RF-TAKES-0001")).await;
+    assert_eq!(status, 200);
+    let (status, body) = h.call_trusted(refund(&no, 1990, "RF-POOR-00002")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no longer fits"),
+        "{body}"
+    );
+    assert_eq!(h.sim.refunds().len(), 2);
+}
