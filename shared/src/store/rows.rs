@@ -3,9 +3,7 @@
 
 use time::{OffsetDateTime, UtcOffset};
 
-use super::{
-    Order, OrderStatus, OutboxRow, OutboxStatus, PaymentLog, Refund, RefundStatus, StoreError,
-};
+use super::{Order, OrderStatus, OutboxRow, OutboxStatus, Refund, RefundStatus, StoreError};
 
 /// One row of a result, read column by column.
 pub(super) trait Fields {
@@ -95,8 +93,8 @@ pub(super) fn outbox(r: &mut dyn Fields) -> Result<OutboxRow, StoreError> {
 
 /// A row of [`super::sql::LOG_COLS`].
 #[cfg(feature = "test-helpers")]
-pub(super) fn log(r: &mut dyn Fields) -> Result<PaymentLog, StoreError> {
-    Ok(PaymentLog {
+pub(super) fn log(r: &mut dyn Fields) -> Result<super::PaymentLog, StoreError> {
+    Ok(super::PaymentLog {
         log_type: text(r, 0)?,
         out_trade_no: r.text(1)?,
         transaction_id: r.text(2)?,
