@@ -4,7 +4,9 @@
 //! backoff for `wxpay_notify_retry` or a later notification.
 //!
 //! A row is leased before it is sent, so two instances never send it at the same time, and
-//! a delivered row is never claimable again.
+//! a delivered row is never claimable again. The row a payment queues is written already
+//! leased to the instance that recorded the payment, which hands it to [`Dispatch`] without
+//! claiming it.
 
 use std::time::{Duration, Instant};
 
@@ -144,7 +146,15 @@ impl<'a> Courier<'a> {
 impl Dispatch for Courier<'_> {
     async fn deliver(&self, row: OutboxRow, budget: Duration) {
         if budget < Duration::from_millis(200) {
-            // Too late to try: the row waits for the sweep once its lease lapses.
+            // Too late to try: give the lease back so the next sweep sends it, instead of
+            // leaving it locked for LEASE_SECS.
+            if let Err(e) = self
+                .store
+                .mark_delivery_failed(row.id, "not attempted: out of time", now_utc())
+                .await
+            {
+                tracing::warn!(id = row.id, "outbox lease not released: {e}");
+            }
             return;
         }
         self.send(&row, budget.min(DELIVERY_TIMEOUT)).await;

@@ -262,6 +262,22 @@ fn claim(
 }
 
 impl SqliteStore {
+    /// A guarded status change (`sql` names the states it may come from).
+    fn set_order_status(
+        &self,
+        sql: &str,
+        to: OrderStatus,
+        out_trade_no: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.lock(),
+            sql,
+            params![to.as_str(), ts(now)?, out_trade_no],
+        )?;
+        Ok(changed == 1)
+    }
+
     fn mark_paid_sync(&self, paid: &PaidTransition) -> Result<PaidOutcome, StoreError> {
         let mut conn = self.lock();
         let tx = conn
@@ -433,12 +449,7 @@ impl Orders for SqliteStore {
         out_trade_no: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let changed = exec(
-            &self.lock(),
-            &sql::FAIL_ORDER,
-            params![OrderStatus::Failed.as_str(), ts(now)?, out_trade_no],
-        )?;
-        Ok(changed == 1)
+        self.set_order_status(&sql::FAIL_ORDER, OrderStatus::Failed, out_trade_no, now)
     }
 
     async fn mark_closed(
@@ -446,12 +457,7 @@ impl Orders for SqliteStore {
         out_trade_no: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let changed = exec(
-            &self.lock(),
-            &sql::CLOSE_ORDER,
-            params![OrderStatus::Closed.as_str(), ts(now)?, out_trade_no],
-        )?;
-        Ok(changed == 1)
+        self.set_order_status(&sql::CLOSE_ORDER, OrderStatus::Closed, out_trade_no, now)
     }
 }
 

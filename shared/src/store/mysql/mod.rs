@@ -192,6 +192,20 @@ impl MySqlStore {
         .await
     }
 
+    /// A guarded status change (`sql` names the states it may come from).
+    async fn set_order_status(
+        &self,
+        sql: &str,
+        to: OrderStatus,
+        out_trade_no: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .exec(sql, params![to.as_str(), dt(now)?, out_trade_no])
+            .await?;
+        Ok(changed == 1)
+    }
+
     /// BEGIN, the guarded update, the log and the leased outbox row, COMMIT: five
     /// statements, and the order is not read again (the caller read it to check the payment).
     async fn mark_paid_once(&self, paid: &PaidTransition) -> Result<PaidOutcome, Fail> {
@@ -413,13 +427,8 @@ impl Orders for MySqlStore {
         out_trade_no: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .exec(
-                &sql::FAIL_ORDER,
-                params![OrderStatus::Failed.as_str(), dt(now)?, out_trade_no],
-            )
-            .await?;
-        Ok(changed == 1)
+        self.set_order_status(&sql::FAIL_ORDER, OrderStatus::Failed, out_trade_no, now)
+            .await
     }
 
     async fn mark_closed(
@@ -427,13 +436,8 @@ impl Orders for MySqlStore {
         out_trade_no: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let changed = self
-            .exec(
-                &sql::CLOSE_ORDER,
-                params![OrderStatus::Closed.as_str(), dt(now)?, out_trade_no],
-            )
-            .await?;
-        Ok(changed == 1)
+        self.set_order_status(&sql::CLOSE_ORDER, OrderStatus::Closed, out_trade_no, now)
+            .await
     }
 }
 
