@@ -134,27 +134,28 @@ async fn insert_log<Q: Queryable>(
     Ok(())
 }
 
-async fn insert_refund<Q: Queryable>(q: &mut Q, r: &Refund) -> Result<(), mysql_async::Error> {
-    let created = dt(r.created_at).map_err(|e| mysql_async::Error::Other(e.to_string().into()))?;
-    let success = r
-        .success_at
-        .map(dt)
-        .transpose()
-        .map_err(|e| mysql_async::Error::Other(e.to_string().into()))?;
-    q.exec_drop(
-        &*sql::INSERT_REFUND,
-        params![
-            &r.out_refund_no,
-            &r.out_trade_no,
-            &r.refund_id,
-            r.amount,
-            r.status.as_str(),
-            &r.reason,
-            created,
-            success,
-        ],
-    )
-    .await
+/// `Ok(false)`: the `out_refund_no` exists already (a concurrent caller inserted it).
+async fn insert_refund<Q: Queryable>(q: &mut Q, r: &Refund) -> Result<bool, Fail> {
+    let inserted = q
+        .exec_drop(
+            &*sql::INSERT_REFUND,
+            params![
+                &r.out_refund_no,
+                &r.out_trade_no,
+                &r.refund_id,
+                r.amount,
+                r.status.as_str(),
+                &r.reason,
+                dt(r.created_at)?,
+                r.success_at.map(dt).transpose()?,
+            ],
+        )
+        .await;
+    match inserted {
+        Ok(()) => Ok(true),
+        Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl MySqlStore {
@@ -278,18 +279,16 @@ impl MySqlStore {
             }
         };
         let created = rules::reserved_refund(refund, amount);
-        match insert_refund(&mut tx, &created).await {
-            Ok(()) => {}
-            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
-                // The same out_refund_no was reserved concurrently (possibly for another
-                // order, which holds a different lock): report the row that won.
-                tx.rollback().await?;
-                return match select_refund(&mut conn, &refund.out_refund_no).await? {
-                    Some(existing) => Ok(existing_reservation(existing, &refund.out_trade_no)),
-                    None => Err(e.into()),
-                };
-            }
-            Err(e) => return Err(e.into()),
+        if !insert_refund(&mut tx, &created).await? {
+            // The same out_refund_no was reserved concurrently (possibly for another
+            // order, which holds a different lock): report the row that won.
+            tx.rollback().await?;
+            return match select_refund(&mut conn, &refund.out_refund_no).await? {
+                Some(existing) => Ok(existing_reservation(existing, &refund.out_trade_no)),
+                None => Err(
+                    StoreError::Query("refund number taken, then gone; try again".into()).into(),
+                ),
+            };
         }
         tx.commit().await?;
         Ok(RefundReservation::Created(created))
@@ -306,13 +305,9 @@ impl MySqlStore {
             None => {
                 // Made in the merchant portal (or our reservation was lost): record it as
                 // WeChat Pay reports it.
-                match insert_refund(&mut tx, &rules::reported_refund(result)).await {
-                    Ok(()) => {}
-                    Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
-                        tx.rollback().await?;
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e.into()),
+                if !insert_refund(&mut tx, &rules::reported_refund(result)).await? {
+                    tx.rollback().await?;
+                    return Ok(None);
                 }
             }
             Some(known) => {
