@@ -223,3 +223,26 @@ async fn an_unknown_order_is_a_mismatch_and_an_unpaid_state_only_a_log() {
     assert!(handed.rows().is_empty());
     assert_eq!(store.logs_for_order("WX-U1").await.expect("logs").len(), 1);
 }
+
+#[tokio::test]
+async fn a_query_that_finds_a_mismatch_logs_it_as_the_query_s() {
+    let store = store_with_order("WX-Q1", 2990).await;
+    let handed = Handed::default();
+    let settled = Settlement::new(store.as_ref(), MERCHANT, &handed)
+        .record_transaction(
+            &paid("WX-Q1", 1),
+            "query",
+            "TRANSACTION.SUCCESS",
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(matches!(
+        settled,
+        Err(SettleError::Mismatch(PaymentMismatch::Amount { .. }))
+    ));
+    let logs = store.logs_for_order("WX-Q1").await.expect("logs");
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].log_type, "query");
+    assert_eq!(logs[0].event_type.as_deref(), Some("MISMATCH"));
+    assert_eq!(status(&store, "WX-Q1").await, OrderStatus::Pending);
+}
