@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod prices;
 pub mod runtime;
 pub mod session;
+pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod util;

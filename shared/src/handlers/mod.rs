@@ -6,6 +6,7 @@ pub mod login;
 pub mod order;
 pub mod query;
 pub mod refund;
+pub mod retry;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -116,7 +117,7 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
         CLOSE_ORDER => query::close(app, &call).await,
         REFUND => refund::create(app, &call).await,
         REFUND_QUERY => refund::query(app, &call).await,
-        NOTIFY_RETRY => crate::outbox::retry(app, &call).await,
+        NOTIFY_RETRY => retry::retry(app, &call).await,
         LOGIN => login::login(app, &call).await,
         ORDER_LIST => history::list(app, &call).await,
         STATS => history::stats(app, &call).await,

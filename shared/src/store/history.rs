@@ -90,3 +90,19 @@ pub(crate) fn stats_clause(query: &StatsQuery) -> String {
         format!("WHERE {}", conditions.join(" AND "))
     }
 }
+
+/// One row of the totals query, checked: an unknown status is a store fault, not a zero.
+pub(crate) fn status_totals(
+    status: String,
+    count: i64,
+    amount: i64,
+    refunded_amount: i64,
+) -> Result<StatusTotals, StoreError> {
+    Ok(StatusTotals {
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| StoreError::Query(format!("unknown order status `{status}`")))?,
+        count,
+        amount,
+        refunded_amount,
+    })
+}

@@ -4,12 +4,14 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, Value};
 
-use super::{col, dt, order_from_row, Fail, MySqlStore, ORDER_COLS};
+use super::{dt, take, Fail, MySqlStore};
 use crate::store::history::{
-    list_orders_clause, stats_clause, OrderHistory, OrderListQuery, StatsQuery, StatusTotals,
-    MYSQL_LIST_INDEX,
+    list_orders_clause, stats_clause, status_totals, OrderHistory, OrderListQuery, StatsQuery,
+    StatusTotals, MYSQL_LIST_INDEX,
 };
-use crate::store::{Order, OrderStatus, StoreError};
+use crate::store::rows;
+use crate::store::sql::ORDER_COLS;
+use crate::store::{Order, StoreError};
 
 #[async_trait]
 impl OrderHistory for MySqlStore {
@@ -33,12 +35,12 @@ impl OrderHistory for MySqlStore {
         );
         let run = async {
             let mut conn = self.conn().await?;
-            let rows: Vec<Row> = conn.exec(sql, Params::Positional(params)).await?;
-            Ok::<_, Fail>(
-                rows.into_iter()
-                    .map(order_from_row)
-                    .collect::<Result<_, _>>()?,
-            )
+            let found: Vec<Row> = conn.exec(sql, Params::Positional(params)).await?;
+            let orders = found
+                .into_iter()
+                .map(|mut r| rows::order(&mut r))
+                .collect::<Result<_, _>>()?;
+            Ok::<_, Fail>(orders)
         };
         run.await.map_err(|e| self.settle(e))
     }
@@ -61,21 +63,19 @@ impl OrderHistory for MySqlStore {
         );
         let run = async {
             let mut conn = self.conn().await?;
-            let rows: Vec<Row> = conn.exec(sql, Params::Positional(params)).await?;
-            Ok::<_, Fail>(rows)
+            let found: Vec<Row> = conn.exec(sql, Params::Positional(params)).await?;
+            Ok::<_, Fail>(found)
         };
-        let rows = run.await.map_err(|e| self.settle(e))?;
-        rows.into_iter()
+        let found = run.await.map_err(|e| self.settle(e))?;
+        found
+            .into_iter()
             .map(|mut row| {
-                let status: String = col(&mut row, 0)?;
-                Ok(StatusTotals {
-                    status: OrderStatus::parse(&status).ok_or_else(|| {
-                        StoreError::Query(format!("unknown order status `{status}`"))
-                    })?,
-                    count: col(&mut row, 1)?,
-                    amount: col(&mut row, 2)?,
-                    refunded_amount: col(&mut row, 3)?,
-                })
+                status_totals(
+                    take(&mut row, 0)?,
+                    take(&mut row, 1)?,
+                    take(&mut row, 2)?,
+                    take(&mut row, 3)?,
+                )
             })
             .collect()
     }

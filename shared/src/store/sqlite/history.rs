@@ -4,11 +4,14 @@ use async_trait::async_trait;
 use rusqlite::params_from_iter;
 use rusqlite::types::Value;
 
-use super::{map_err, order_from_row, ts, SqliteStore, ORDER_COLS};
+use super::{all, ts, SqliteStore};
 use crate::store::history::{
-    list_orders_clause, stats_clause, OrderHistory, OrderListQuery, StatsQuery, StatusTotals,
+    list_orders_clause, stats_clause, status_totals, OrderHistory, OrderListQuery, StatsQuery,
+    StatusTotals,
 };
-use crate::store::{Order, OrderStatus, StoreError};
+use crate::store::rows::{self, Fields};
+use crate::store::sql::ORDER_COLS;
+use crate::store::{Order, StoreError};
 
 #[async_trait]
 impl OrderHistory for SqliteStore {
@@ -30,12 +33,7 @@ impl OrderHistory for SqliteStore {
             "SELECT {ORDER_COLS} FROM orders {}",
             list_orders_clause(query)
         );
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-        let rows = stmt
-            .query_map(params_from_iter(params), order_from_row)
-            .map_err(map_err)?;
-        rows.collect::<Result<_, _>>().map_err(map_err)
+        all(&self.lock(), &sql, params_from_iter(params), rows::order)
     }
 
     async fn order_stats(&self, query: &StatsQuery) -> Result<Vec<StatusTotals>, StoreError> {
@@ -54,28 +52,15 @@ impl OrderHistory for SqliteStore {
              FROM orders {} GROUP BY status",
             stats_clause(query)
         );
-        let conn = self.lock();
-        let mut stmt = conn.prepare_cached(&sql).map_err(map_err)?;
-        let rows = stmt
-            .query_map(params_from_iter(params), |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, i64>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, i64>(3)?,
-                ))
-            })
-            .map_err(map_err)?;
-        rows.map(|r| {
-            let (status, count, amount, refunded_amount) = r.map_err(map_err)?;
-            Ok(StatusTotals {
-                status: OrderStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Query(format!("unknown order status `{status}`")))?,
-                count,
-                amount,
-                refunded_amount,
-            })
-        })
-        .collect()
+        let map = |r: &mut dyn Fields| -> Result<StatusTotals, StoreError> {
+            let int = |r: &mut dyn Fields, i| r.int(i).map(Option::unwrap_or_default);
+            status_totals(
+                r.text(0)?.unwrap_or_default(),
+                int(r, 1)?,
+                int(r, 2)?,
+                int(r, 3)?,
+            )
+        };
+        all(&self.lock(), &sql, params_from_iter(params), map)
     }
 }
