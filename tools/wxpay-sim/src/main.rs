@@ -25,6 +25,7 @@ environment:
 control API (no signature needed):
   POST /sim/pay/{out_trade_no}
   POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
+  POST /sim/faults {\"path\":\"/v3/pay/\",\"kind\":\"status\",\"status\":500}   DELETE /sim/faults
   GET  /sim/orders[/{out_trade_no}]   GET /sim/refunds[/{out_refund_no}]";
 
 struct Args {
