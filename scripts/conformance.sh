@@ -2,9 +2,9 @@
 # Conformance: SDKs nobody here wrote drive the WeChat Pay sandbox (tools/wxpay-sim) through
 # the merchant flow, in every platform mode:
 #   Python wechatpayv3 (PyPI, conformance/python/requirements.txt)
-#   Node   wechatpay-node-v3 (npm, conformance/node/package-lock.json)
+#   Node   wechatpay-node-v3 and wechatpay-axios-plugin (npm, conformance/node/package-lock.json)
 # Installs both (a venv under target/conformance, npm ci), starts the simulator on a free
-# 127.0.0.1 port per mode, runs both suites, prints `conformance: N passed, M failed` and
+# 127.0.0.1 port per mode, runs every suite, prints `conformance: N passed, M failed` and
 # exits non-zero on any failure.
 #
 #   scripts/conformance.sh                         certificate, public-key and mixed
@@ -79,6 +79,8 @@ for mode in $modes; do
   tally "$out/python.log"
   node conformance/node/conformance.js "$out/keys" 2>&1 | tee "$out/node.log" || true
   tally "$out/node.log"
+  node conformance/node/axios-plugin.js "$out/keys" 2>&1 | tee "$out/axios.log" || true
+  tally "$out/axios.log"
   kill "${pids[-1]}" 2>/dev/null || true
 done
 
