@@ -8,15 +8,13 @@
 // verifies every 2xx answer itself against the `certs` it was given.
 'use strict';
 
-const crypto = require('crypto');
 const { Wechatpay, Rsa, Formatter, Aes } = require('wechatpay-axios-plugin');
 const {
-  env, read, SANDBOX, PUBLIC_KEY_MODE, MIXED, check, expect, control, startReceiver, run,
+  env, read, SANDBOX, PUBLIC_KEY_MODE, MODE, check, expect, control, startReceiver, run,
+  references, orderRequest, merchantSigned, refundRequest, expectRefundAccepted, completeRefund,
 } = require('./harness');
 
-const tag = crypto.randomBytes(5).toString('hex').toUpperCase();
-const orderNo = (kind) => `AX${kind}${tag}`;
-const refundNo = `AXRF${tag}`;
+const { orderNo, refundNo } = references('AX');
 const state = {};
 let wxpay;
 let certs;
@@ -86,32 +84,22 @@ async function notification(expectedEvent) {
 
 async function main() {
   receiver = await startReceiver();
-  const mode = MIXED ? 'mixed' : PUBLIC_KEY_MODE ? 'public-key' : 'certificate';
-  console.log(`wechatpay-axios-plugin 0.9.6 against ${SANDBOX} (${mode} mode)`);
+  console.log(`wechatpay-axios-plugin 0.9.6 against ${SANDBOX} (${MODE} mode)`);
 
   await check(`init (${PUBLIC_KEY_MODE ? 'public key' : 'certificate download'})`, async () => {
-    if (!PUBLIC_KEY_MODE || MIXED) await downloadCertificates();
+    if (MODE !== 'public-key') await downloadCertificates();
     if (PUBLIC_KEY_MODE) certs = { ...certs, [env.WECHAT_PUBLIC_KEY_ID]: read('wechatpay_public_key.pem') };
     wxpay = build();
   });
   if (!wxpay) return;
 
-  const order = (kind, extra) => ({
-    appid: env.WECHAT_APPID,
-    mchid: env.WECHAT_MCHID,
-    description: 'conformance',
-    out_trade_no: orderNo(kind),
-    notify_url: receiver.url,
-    amount: { total: 990, currency: 'CNY' },
-    ...extra,
-  });
+  const order = (kind, extra) => orderRequest(orderNo(kind), receiver.url, { appid: env.WECHAT_APPID, mchid: env.WECHAT_MCHID, ...extra });
   await check('prepay JSAPI, with paySign', async () => {
     const { data } = await wxpay.v3.pay.transactions.jsapi.post(order('JSAPI', { payer: { openid: 'oUpF8uMuAJO_M2pxb1Q9zNjWeS6o' } }));
     expect(data.prepay_id.startsWith('wx'), data);
     const fields = [env.WECHAT_APPID, Formatter.timestamp(), Formatter.nonce(), `prepay_id=${data.prepay_id}`];
     const paySign = Rsa.sign(Formatter.joinedByLineFeed(...fields), Rsa.from(read('apiclient_key.pem'), Rsa.KEY_TYPE_PRIVATE));
-    const ok = crypto.createVerify('RSA-SHA256').update(`${fields.join('\n')}\n`).verify(read('apiclient_public_key.pem'), paySign, 'base64');
-    expect(ok, 'paySign verifies with the merchant key');
+    expect(merchantSigned(fields, paySign), 'paySign verifies with the merchant key');
   });
   await check('prepay NATIVE', async () => {
     const { data } = await wxpay.v3.pay.transactions.native.post(order('NATIVE'));
@@ -150,28 +138,16 @@ async function main() {
     expect(data.trade_state === 'CLOSED', data);
   });
   await check('refund', async () => {
-    const { data } = await wxpay.v3.refund.domestic.refunds.post({
-      transaction_id: state.transactionId,
-      out_refund_no: refundNo,
-      reason: 'conformance',
-      notify_url: receiver.url,
-      amount: { refund: 300, total: 990, currency: 'CNY' },
-    });
-    expect(data.out_refund_no === refundNo && data.amount.refund === 300, data);
-    expect(['PROCESSING', 'SUCCESS'].includes(data.status), data);
+    const { data } = await wxpay.v3.refund.domestic.refunds.post(refundRequest(state.transactionId, refundNo, receiver.url));
+    expectRefundAccepted(data, refundNo);
   });
-  await check('refund notification verifies and decrypts', async () => {
-    const outcome = await control('POST', `/sim/refunds/${refundNo}/complete?status=SUCCESS`);
-    expect(outcome.notified === true, outcome);
-    const r = await notification('REFUND.SUCCESS');
-    expect(r.out_refund_no === refundNo && r.refund_status === 'SUCCESS', r);
-  });
+  await check('refund notification verifies and decrypts', () => completeRefund(refundNo, notification));
   await check('refund query', async () => {
     const { data } = await wxpay.v3.refund.domestic.refunds.$out_refund_no$.get({ out_refund_no: refundNo });
     expect(data.status === 'SUCCESS' && data.amount.refund === 300, data);
   });
   await check('error answers: ORDER_NOT_EXIST, ORDERPAID', async () => {
-    let r = await refusal(wxpay.v3.pay.transactions.outTradeNo.$out_trade_no$.get({ ...mchid, out_trade_no: `AXNOPE${tag}` }));
+    let r = await refusal(wxpay.v3.pay.transactions.outTradeNo.$out_trade_no$.get({ ...mchid, out_trade_no: orderNo('NOPE') }));
     expect(r.status === 404 && r.data.code === 'ORDER_NOT_EXIST', r.data);
     expect(r.headers['wechatpay-signature-type'] === 'WECHATPAY2-SHA256-RSA2048' && r.headers['request-id'], r.headers);
     r = await refusal(wxpay.v3.pay.transactions.outTradeNo.$out_trade_no$.close.post(

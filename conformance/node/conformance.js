@@ -8,10 +8,10 @@
 // `RESULT passed=N failed=M`; exits 1 if anything failed.
 'use strict';
 
-const crypto = require('crypto');
 const WxPay = require('wechatpay-node-v3');
 const {
   env, read, SANDBOX, PUBLIC_KEY_MODE, MODE, check, expect, control, startReceiver, run,
+  references, orderRequest, merchantSigned, refundRequest, expectRefundAccepted, completeRefund,
 } = require('./harness');
 
 const GATEWAY = 'https://api.mch.weixin.qq.com';
@@ -55,9 +55,7 @@ class SandboxHttp {
   }
 }
 
-const tag = crypto.randomBytes(5).toString('hex').toUpperCase();
-const orderNo = (kind) => `JS${kind}${tag}`;
-const refundNo = `JSRF${tag}`;
+const { orderNo, refundNo } = references('JS');
 const state = {};
 let pay;
 let httpService;
@@ -129,22 +127,11 @@ async function main() {
   });
   if (!pay) return;
 
-  const order = (kind, extra) => ({
-    description: 'conformance',
-    out_trade_no: orderNo(kind),
-    notify_url: receiver.url,
-    amount: { total: 990, currency: 'CNY' },
-    ...extra,
-  });
+  const order = (kind, extra) => orderRequest(orderNo(kind), receiver.url, extra);
   await check('prepay JSAPI, with paySign', async () => {
     const r = await ok(pay.transactions_jsapi(order('JSAPI', { payer: { openid: 'oUpF8uMuAJO_M2pxb1Q9zNjWeS6o' } })));
     expect(r.package.startsWith('prepay_id=wx'), r);
-    const message = [r.appId, r.timeStamp, r.nonceStr, r.package, ''].join('\n');
-    const verified = crypto
-      .createVerify('RSA-SHA256')
-      .update(message)
-      .verify(read('apiclient_public_key.pem'), r.paySign, 'base64');
-    expect(verified, 'paySign verifies with the merchant key');
+    expect(merchantSigned([r.appId, r.timeStamp, r.nonceStr, r.package], r.paySign), 'paySign verifies with the merchant key');
   });
   await check('prepay NATIVE', async () => {
     const r = await ok(pay.transactions_native(order('NATIVE')));
@@ -157,12 +144,7 @@ async function main() {
   await check('prepay APP', async () => {
     const r = await ok(pay.transactions_app(order('APP')));
     expect(r.prepayid.startsWith('wx'), r);
-    const message = [r.appid, r.timestamp, r.noncestr, r.prepayid, ''].join('\n');
-    const verified = crypto
-      .createVerify('RSA-SHA256')
-      .update(message)
-      .verify(read('apiclient_public_key.pem'), r.sign, 'base64');
-    expect(verified, 'the APP sign verifies with the merchant key');
+    expect(merchantSigned([r.appid, r.timestamp, r.noncestr, r.prepayid], r.sign), 'the APP sign verifies with the merchant key');
   });
   await check('payment notification verifies and decrypts', async () => {
     const outcome = await control('POST', `/sim/pay/${orderNo('JSAPI')}`);
@@ -186,30 +168,16 @@ async function main() {
     expect(tx.trade_state === 'CLOSED', tx);
   });
   await check('refund', async () => {
-    const r = await ok(
-      pay.refunds({
-        transaction_id: state.transactionId,
-        out_refund_no: refundNo,
-        reason: 'conformance',
-        notify_url: receiver.url,
-        amount: { refund: 300, total: 990, currency: 'CNY' },
-      }),
-    );
-    expect(r.out_refund_no === refundNo && r.amount.refund === 300, r);
-    expect(['PROCESSING', 'SUCCESS'].includes(r.status), r);
+    const r = await ok(pay.refunds(refundRequest(state.transactionId, refundNo, receiver.url)));
+    expectRefundAccepted(r, refundNo);
   });
-  await check('refund notification verifies and decrypts', async () => {
-    const outcome = await control('POST', `/sim/refunds/${refundNo}/complete?status=SUCCESS`);
-    expect(outcome.notified === true, outcome);
-    const r = await notification('REFUND.SUCCESS');
-    expect(r.out_refund_no === refundNo && r.refund_status === 'SUCCESS', r);
-  });
+  await check('refund notification verifies and decrypts', () => completeRefund(refundNo, notification));
   await check('refund query', async () => {
     const r = await ok(pay.find_refunds(refundNo));
     expect(r.status === 'SUCCESS' && r.amount.refund === 300, r);
   });
   await check('error answers: ORDER_NOT_EXIST, ORDERPAID, signed', async () => {
-    let r = await pay.query({ out_trade_no: `JSNOPE${tag}` });
+    let r = await pay.query({ out_trade_no: orderNo('NOPE') });
     expect(r.status === 404 && JSON.parse(r.error).code === 'ORDER_NOT_EXIST', r);
     await verifyLastAnswer();
     r = await pay.close(orderNo('JSAPI'));

@@ -2,6 +2,7 @@
 // keeps what it receives, and the pass/fail tally every suite prints the same way.
 'use strict';
 
+const crypto = require('crypto');
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
@@ -80,6 +81,56 @@ function startReceiver() {
   });
 }
 
+// Order and refund numbers of one run: `prefix` keeps the suites apart on one simulator.
+function references(prefix) {
+  const tag = crypto.randomBytes(5).toString('hex').toUpperCase();
+  const orderNo = (kind) => `${prefix}${kind}${tag}`;
+  return { orderNo, refundNo: orderNo('RF') };
+}
+
+// A prepay request of 9.90 whose notifications go to `notifyUrl`.
+function orderRequest(orderNo, notifyUrl, extra) {
+  return {
+    description: 'conformance',
+    out_trade_no: orderNo,
+    notify_url: notifyUrl,
+    amount: { total: 990, currency: 'CNY' },
+    ...extra,
+  };
+}
+
+// A client-side signature (JSAPI paySign, the APP sign) checked with the merchant's public key.
+function merchantSigned(fields, signature) {
+  return crypto
+    .createVerify('RSA-SHA256')
+    .update(`${fields.join('\n')}\n`)
+    .verify(read('apiclient_public_key.pem'), signature, 'base64');
+}
+
+// The refund every suite asks for: 3.00 of a 9.90 payment.
+function refundRequest(transactionId, outRefundNo, notifyUrl) {
+  return {
+    transaction_id: transactionId,
+    out_refund_no: outRefundNo,
+    reason: 'conformance',
+    notify_url: notifyUrl,
+    amount: { refund: 300, total: 990, currency: 'CNY' },
+  };
+}
+
+function expectRefundAccepted(r, outRefundNo) {
+  expect(r.out_refund_no === outRefundNo && r.amount.refund === 300, r);
+  expect(['PROCESSING', 'SUCCESS'].includes(r.status), r);
+}
+
+// The bank completes the refund; `notification` is the SDK's way to verify and decrypt.
+async function completeRefund(outRefundNo, notification) {
+  const outcome = await control('POST', `/sim/refunds/${outRefundNo}/complete?status=SUCCESS`);
+  expect(outcome.notified === true, outcome);
+  const r = await notification('REFUND.SUCCESS');
+  expect(r.out_refund_no === outRefundNo && r.refund_status === 'SUCCESS', r);
+}
+
 function finish(label) {
   const failed = results.filter((r) => r[1]).length;
   console.log(`${label} (${MODE} mode): ${results.length - failed} passed, ${failed} failed`);
@@ -98,5 +149,21 @@ function run(label, main) {
 }
 
 module.exports = {
-  env, read, SANDBOX, PUBLIC_KEY_MODE, MIXED, MODE, check, expect, control, startReceiver, run,
+  env,
+  read,
+  SANDBOX,
+  PUBLIC_KEY_MODE,
+  MIXED,
+  MODE,
+  check,
+  expect,
+  control,
+  startReceiver,
+  run,
+  references,
+  orderRequest,
+  merchantSigned,
+  refundRequest,
+  expectRefundAccepted,
+  completeRefund,
 };
