@@ -231,7 +231,7 @@ fn notified(result: Result<crate::NotifyOutcome, SimError>) -> Response<Full<Byt
     }
 }
 
-/// The unauthenticated control API for people driving a local run by hand.
+/// The unauthenticated control API, for people and for test harnesses in any language.
 async fn control(
     sim: &Simulator,
     method: &str,
