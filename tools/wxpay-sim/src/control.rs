@@ -62,10 +62,16 @@ pub(crate) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
         "bad_signature" => FaultKind::BadSignature,
         "unsigned" => FaultKind::Unsigned,
         "signtest_probe" => FaultKind::SignTestProbe,
-        "signature_type" => FaultKind::SignatureType(
-            spec.signature_type
-                .ok_or("kind signature_type needs `signature_type` (\"\" leaves the header out)")?,
-        ),
+        "signature_type" => {
+            let named = spec
+                .signature_type
+                .ok_or("kind signature_type needs `signature_type` (\"\" leaves the header out)")?;
+            // It becomes a header value: printable ASCII only, or the answer itself breaks.
+            if !named.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+                return Err("signature_type must be printable ASCII".into());
+            }
+            FaultKind::SignatureType(named)
+        }
         "disconnect" => FaultKind::Disconnect,
         other => return Err(format!("unknown kind `{other}` ({KINDS})")),
     };
@@ -98,6 +104,7 @@ mod tests {
             br#"{"path":"/v3/","kind":"unsigned","times":0}"#,
             br#"{"path":"/v3/","kind":"explode"}"#,
             br#"{"path":"/v3/","kind":"unsigned","typo":1}"#,
+            br#"{"path":"/v3/","kind":"signature_type","signature_type":"A\r\nX-Evil: 1"}"#,
             b"not json",
         ] {
             assert!(
