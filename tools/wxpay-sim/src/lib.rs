@@ -19,6 +19,7 @@
 
 mod api;
 mod auth;
+mod control;
 pub mod crypto;
 pub mod keys;
 mod login;
@@ -131,6 +132,9 @@ pub enum FaultKind {
     Unsigned,
     /// Process the request; the signature is a `WECHATPAY/SIGNTEST/...` probe.
     SignTestProbe,
+    /// Process the request; the answer is signed as usual but its `Wechatpay-Signature-Type`
+    /// names this algorithm instead (empty: the header is left out).
+    SignatureType(String),
     /// Drop the connection without answering (the request is not processed).
     Disconnect,
 }

@@ -27,6 +27,7 @@ control API (no signature needed):
   POST /sim/login-codes?openid=…      a wx.login() code for GET /sns/jscode2session
   POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
   POST /sim/faults/refund-late?delay_ms=N&times=K   accept the next refund(s), answer late
+  POST /sim/faults {\"path\":\"/v3/pay/\",\"kind\":\"status\",\"status\":500}   DELETE /sim/faults
   GET  /sim/orders[/{out_trade_no}]   GET /sim/refunds[/{out_refund_no}]";
 
 struct Args {
