@@ -411,10 +411,8 @@ mod tests {
 
     #[test]
     fn published_certificate_download_decrypts_to_the_expected_certificate() {
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../tests/data/wechatpay-published.json"
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/wechatpay-published.json")).unwrap();
         let d = &v["certificate_download"];
         let resp: CertificatesResponse = serde_json::from_value(d["response"].clone()).unwrap();
         let key = ApiV3Key::new(d["apiv3_key"].as_str().unwrap()).unwrap();

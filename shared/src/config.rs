@@ -338,10 +338,8 @@ mod tests {
     use std::collections::HashMap;
 
     fn vector_key() -> String {
-        let v: serde_json::Value = serde_json::from_str(include_str!(
-            "../tests/data/wechatpay-published.json"
-        ))
-        .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/data/wechatpay-published.json")).unwrap();
         v["pay_sign"]["private_key_pkcs8_pem"]
             .as_str()
             .unwrap()

@@ -15,8 +15,8 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::handlers::{handle_call, Call, Caller};
-use crate::notify::{self, NotifyAnswer};
+use crate::handlers::{handle_call, handle_notification, Call, Caller, Routes};
+use crate::notify::NotifyAnswer;
 use crate::state::App;
 use crate::util::secret_eq;
 
@@ -196,7 +196,7 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
         if req.body.len() > BODY_LIMIT {
             return notify_response(NotifyAnswer::fail(413, "notification body too large"));
         }
-        return notify_response(notify::handle(app, &req.headers, &req.body).await);
+        return notify_response(handle_notification(app, &req.headers, &req.body).await);
     }
     let result = async {
         if req.method != Method::POST {
@@ -515,7 +515,7 @@ fn init_tracing() {
 
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
-pub fn run(types: &'static [&'static str]) -> ExitCode {
+pub fn run(routes: &'static Routes) -> ExitCode {
     init_tracing();
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -524,7 +524,7 @@ pub fn run(types: &'static [&'static str]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match App::new(config, types) {
+    let app = match App::new(config, routes) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!("cannot open the store: {e}");
@@ -594,9 +594,10 @@ fn run_local(app: Arc<App>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let types: Vec<&str> = app.routes.types().collect();
         tracing::info!(
             "serving {} on http://{addr} (POST /pay, GET /healthz)",
-            app.types.join(", ")
+            types.join(", ")
         );
         match serve(app, listener).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ use std::time::Instant;
 use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
+use crate::handlers::Routes;
 use crate::prices::Prices;
 use crate::store::{self, Store, StoreError};
 
@@ -14,23 +15,19 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub wechat: WechatPayClient,
     pub prices: Prices,
-    /// The `type`s this binary serves.
-    pub types: &'static [&'static str],
+    /// The `type`s this binary serves, with their handlers.
+    pub routes: &'static Routes,
     last_outbox_sweep: Mutex<Option<Instant>>,
 }
 
 impl App {
     /// Builds the state; touches no network (MySQL and TLS are set up on first use).
-    pub fn new(config: Config, types: &'static [&'static str]) -> Result<App, StoreError> {
+    pub fn new(config: Config, routes: &'static Routes) -> Result<App, StoreError> {
         let store = store::open(config.database_url.expose())?;
-        Ok(Self::with_store(config, store, types))
+        Ok(Self::with_store(config, store, routes))
     }
 
-    pub fn with_store(
-        config: Config,
-        store: Arc<dyn Store>,
-        types: &'static [&'static str],
-    ) -> App {
+    pub fn with_store(config: Config, store: Arc<dyn Store>, routes: &'static Routes) -> App {
         let keys = Arc::new(PlatformKeys::new(
             config.platform_key.clone(),
             config.apiv3_key.clone(),
@@ -46,7 +43,7 @@ impl App {
             store,
             wechat,
             prices,
-            types,
+            routes,
             last_outbox_sweep: Mutex::new(None),
         }
     }
@@ -67,12 +64,11 @@ impl App {
     }
 
     pub fn serves(&self, ty: &str) -> bool {
-        self.types.contains(&ty)
+        self.routes.types().any(|t| t == ty)
     }
 
     /// Whether this binary answers WeChat Pay notifications.
     pub fn serves_notifications(&self) -> bool {
-        self.serves(crate::handlers::ORDER_CALLBACK)
-            || self.serves(crate::handlers::REFUND_CALLBACK)
+        self.routes.notifications.is_some()
     }
 }
