@@ -9,12 +9,15 @@
 //! - notifications: N orders paid at the simulator, their signed `TRANSACTION.SUCCESS`
 //!   notifications built beforehand, then delivered at concurrency C straight to the function;
 //!   afterwards the function's peak RSS (VmHWM) and the backend deliveries are checked;
-//! - cold: R times exec → first `/healthz` 200 and R times exec → first order answered.
+//! - cold: R times exec → first `/healthz` 200 and R times exec → first order answered;
+//! - lambda: R times, under the Lambda Runtime API, exec → first response for an order
+//!   (`wxpay_order`, the router) and a notification (`wxpay_callback`, the router).
 
 mod cold;
 mod cpu;
 mod db;
 mod drive;
+mod lambda;
 mod report;
 mod target;
 
@@ -42,7 +45,8 @@ optionally side by side with the Node.js reference.
 
 USAGE: wxpay-load [OPTIONS]
 
-  --bin PATH            router binary [target/release/wxpay_functions]
+  --bin PATH            router binary [target/release/wxpay_functions]; the lambda phase
+                        takes wxpay_order and wxpay_callback from the same directory
   --node DIR            also measure the Node.js reference in DIR (runs `node index.js`
                         there; `npm ci` it first) and print the ratios; needs MySQL
   --node-bin PATH       the node executable [node]
@@ -52,8 +56,9 @@ USAGE: wxpay-load [OPTIONS]
   -c, --concurrency C   requests in flight [16]
   --rounds K            repeat the orders and notifications K times (a fresh process and
                         store each time, implementations alternating) and report medians [1]
-  --cold-runs R         cold starts per implementation, interleaved with the other's [20]
-  --phases LIST         any of orders,notifications,cold [orders,notifications,cold]
+  --cold-runs R         cold starts per implementation (per binary and event in the lambda
+                        phase), interleaved with the others [20]
+  --phases LIST         any of orders,notifications,cold,lambda [all four]
   --trade-type T        JSAPI (paySign, X-WX-OPENID) or NATIVE [JSAPI]
   --public-key          the simulator signs with a WeChat Pay public key (WECHAT_PUBLIC_KEY
                         configured) instead of downloadable platform certificates
@@ -78,6 +83,7 @@ struct Args {
     orders: bool,
     notifications: bool,
     cold: bool,
+    lambda: bool,
     jsapi: bool,
     public_key: bool,
 }
@@ -95,6 +101,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         orders: true,
         notifications: true,
         cold: true,
+        lambda: true,
         jsapi: true,
         public_key: false,
     };
@@ -128,14 +135,16 @@ fn parse_args() -> Result<Option<Args>, String> {
                 a.orders = false;
                 a.notifications = false;
                 a.cold = false;
+                a.lambda = false;
                 for p in list.split(',').map(str::trim) {
                     match p {
                         "orders" => a.orders = true,
                         "notifications" | "notify" => a.notifications = true,
                         "cold" => a.cold = true,
+                        "lambda" => a.lambda = true,
                         other => {
                             return Err(format!(
-                                "unknown phase `{other}`: use orders, notifications, cold"
+                                "unknown phase `{other}`: use orders, notifications, cold, lambda"
                             ))
                         }
                     }
@@ -655,6 +664,17 @@ async fn run(args: Args) -> Result<bool, String> {
                 }
             }
             Err(e) => failures.push(format!("cold start: {e}")),
+        }
+    }
+
+    if args.lambda {
+        println!(
+            "\n== Lambda cold starts: {} runs per binary and first event, interleaved…",
+            args.cold_runs
+        );
+        let url = db.fresh("lambda").await?;
+        if let Err(e) = lambda::phase(&stack, &args.bin, &url, args.cold_runs, &work).await {
+            failures.push(format!("lambda cold start: {e}"));
         }
     }
 
