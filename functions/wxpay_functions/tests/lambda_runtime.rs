@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use wxpay_local::lambda_api::{http_v2_event as http_v2, Bootstrap, Posted, RuntimeApi};
+use wxpay_local::lambda_api::{
+    http_v2_event as http_v2, payment_notification_event, Bootstrap, Posted, RuntimeApi,
+};
 use wxpay_local::{LocalEnv, LocalOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxpay_functions");
@@ -132,24 +134,11 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
     }
 
     // 5. WeChat Pay's notification for the order of step 2, byte for byte as signed.
-    env.sim
-        .mark_paid_silently(&out_trade_no)
+    let notification = payment_notification_event(&env.sim, &out_trade_no)
         .await
-        .expect("the simulator pays");
-    let n = env
-        .sim
-        .build_transaction_notification(&out_trade_no)
-        .expect("a notification for the paid order");
-    let mut headers = serde_json::Map::new();
-    for (k, v) in &n.headers {
-        headers.insert(k.to_ascii_lowercase(), Value::String(v.clone()));
-    }
+        .expect("the simulator pays and signs");
     let answer = api
-        .invoke(
-            &mut function,
-            http_v2("POST", "/pay", Value::Object(headers), Some(n.body.clone())),
-            INVOKE_TIMEOUT,
-        )
+        .invoke(&mut function, notification, INVOKE_TIMEOUT)
         .await;
     assert_eq!(answer["statusCode"], 204, "{answer}");
     assert!(

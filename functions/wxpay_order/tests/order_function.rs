@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use object::{Object, ObjectSymbol};
 use serde_json::{json, Value};
-use wxpay_local::lambda_api::{http_v2_event, Bootstrap, RuntimeApi};
+use wxpay_local::lambda_api::{payment_notification_event, Bootstrap, RuntimeApi};
 use wxpay_local::{LocalEnv, LocalOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxpay_order");
@@ -68,25 +68,11 @@ async fn the_order_function_answers_orders_and_refuses_refunds_and_notifications
     );
 
     // Neither is the order's payment notification, signed by WeChat Pay.
-    env.sim
-        .mark_paid_silently(&out_trade_no)
+    let notification = payment_notification_event(&env.sim, &out_trade_no)
         .await
-        .expect("the simulator pays");
-    let n = env
-        .sim
-        .build_transaction_notification(&out_trade_no)
-        .expect("a notification for the paid order");
-    let headers: serde_json::Map<String, Value> = n
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
-        .collect();
+        .expect("the simulator pays and signs");
     let answer = api
-        .invoke(
-            &mut function,
-            http_v2_event("POST", "/pay", Value::Object(headers), Some(n.body.clone())),
-            INVOKE_TIMEOUT,
-        )
+        .invoke(&mut function, notification, INVOKE_TIMEOUT)
         .await;
     assert_eq!(answer["statusCode"], 404, "{answer}");
     let body: Value = serde_json::from_str(answer["body"].as_str().unwrap_or_default())

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use wxpay_local::lambda_api::{http_v2_event, Bootstrap, Posted, RuntimeApi};
+use wxpay_local::lambda_api::{
+    http_v2_event, payment_notification_event, Bootstrap, Posted, RuntimeApi,
+};
 
 use crate::cold::Spread;
 use crate::report::ms;
@@ -72,28 +74,6 @@ fn order_event() -> Bytes {
     let headers = json!({ "content-type": "application/json", "x-wx-openid": OPENID });
     let body = r#"{"type":"wxpay_order","packageType":"basic","tradeType":"JSAPI"}"#;
     Bytes::from(http_v2_event("POST", "/pay", headers, Some(body.into())).to_string())
-}
-
-/// A new order paid at the simulator and its signed `TRANSACTION.SUCCESS` notification,
-/// through API Gateway. Signed just before use: the product refuses stale timestamps.
-async fn notification_event(stack: &Stack, out_trade_no: &str) -> Result<Bytes, String> {
-    stack
-        .sim
-        .mark_paid_silently(out_trade_no)
-        .await
-        .map_err(|e| format!("the simulator could not pay {out_trade_no}: {e}"))?;
-    let n = stack
-        .sim
-        .build_transaction_notification(out_trade_no)
-        .ok_or_else(|| format!("the simulator has no paid order {out_trade_no}"))?;
-    let headers: serde_json::Map<String, Value> = n
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
-        .collect();
-    Ok(Bytes::from(
-        http_v2_event("POST", "/pay", Value::Object(headers), Some(n.body)).to_string(),
-    ))
 }
 
 /// One cold start: the event is queued before the exec, as when an invocation finds no warm
@@ -190,7 +170,11 @@ pub async fn phase(
                     // The order cases of this round come first and leave one order each.
                     let no = orders.pop().ok_or("no order left to notify")?;
                     notified.insert(no.clone());
-                    notification_event(stack, &no).await?
+                    Bytes::from(
+                        payment_notification_event(&stack.sim, &no)
+                            .await?
+                            .to_string(),
+                    )
                 }
             };
             let (init, first_response, answer) = cold_start(&case.bin, &vars, &log, event).await?;

@@ -439,3 +439,29 @@ pub fn http_v2_event(method: &str, path: &str, headers: Value, body: Option<Stri
     }
     event
 }
+
+/// Has the simulator mark the order paid without telling anyone, and returns its signed
+/// `TRANSACTION.SUCCESS` notification, byte for byte, as an API Gateway (payload 2.0) event.
+/// Signed now: the functions refuse timestamps more than 300 s old.
+pub async fn payment_notification_event(
+    sim: &wxpay_sim::Simulator,
+    out_trade_no: &str,
+) -> Result<Value, String> {
+    sim.mark_paid_silently(out_trade_no)
+        .await
+        .map_err(|e| format!("the simulator could not pay {out_trade_no}: {e}"))?;
+    let n = sim
+        .build_transaction_notification(out_trade_no)
+        .ok_or_else(|| format!("the simulator has no paid order {out_trade_no}"))?;
+    let headers: serde_json::Map<String, Value> = n
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
+        .collect();
+    Ok(http_v2_event(
+        "POST",
+        "/pay",
+        Value::Object(headers),
+        Some(n.body),
+    ))
+}
