@@ -3,7 +3,8 @@
 //! `wxpay_local::lambda_api`, a clean environment), with its first event already waiting,
 //! and timed from the exec to the moment its response is posted back — Lambda's init plus
 //! the first invocation. Orders go to `wxpay_order` and the router, notifications to
-//! `wxpay_callback` and the router, interleaved run by run.
+//! `wxpay_callback` and the router, interleaved run by run — and, given several builds
+//! (`--lambda-dirs`), build by build, so that the machine's noise weighs on all alike.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,8 @@ enum Event {
 struct Case {
     event: Event,
     binary: &'static str,
+    /// Which of the builds, counted from 1.
+    build: usize,
     bin: PathBuf,
     /// Exec → the first `GET invocation/next`: Lambda's "Init Duration".
     init: Vec<Duration>,
@@ -46,27 +49,32 @@ impl Case {
             Event::Order => "order",
             Event::Notification => "notification",
         };
-        format!("{what} → {}", self.binary)
+        format!("{what} → {} ({})", self.binary, self.build)
     }
 }
 
-/// The measured cases; the binaries are taken from `dir` (where the router is).
-fn cases(dir: &Path) -> Vec<Case> {
-    [
+/// The measured cases, each binary of each build in turn. The orders come first: each
+/// leaves an order for a notification of the same round.
+fn cases(dirs: &[PathBuf]) -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (event, binary) in [
         (Event::Order, "wxpay_order"),
         (Event::Order, "wxpay_functions"),
         (Event::Notification, "wxpay_callback"),
         (Event::Notification, "wxpay_functions"),
-    ]
-    .into_iter()
-    .map(|(event, binary)| Case {
-        event,
-        binary,
-        bin: dir.join(binary),
-        init: Vec::new(),
-        first_response: Vec::new(),
-    })
-    .collect()
+    ] {
+        for (i, dir) in dirs.iter().enumerate() {
+            cases.push(Case {
+                event,
+                binary,
+                build: i + 1,
+                bin: dir.join(binary),
+                init: Vec::new(),
+                first_response: Vec::new(),
+            });
+        }
+    }
+    cases
 }
 
 /// A mini-program's JSAPI order through API Gateway (payload 2.0), as `template.yaml` wires it.
@@ -143,13 +151,12 @@ fn ordered(answer: &Value) -> Result<String, String> {
 /// Runs the phase and prints its table; errors stop it.
 pub async fn phase(
     stack: &Stack,
-    router: &Path,
+    dirs: &[PathBuf],
     database_url: &str,
     runs: usize,
     work: &Path,
 ) -> Result<(), String> {
-    let dir = router.parent().unwrap_or(Path::new("."));
-    let mut cases = cases(dir);
+    let mut cases = cases(dirs);
     let mut vars = stack.base_vars.clone();
     vars.push(("DATABASE_URL".into(), database_url.to_string()));
     vars.push((
@@ -167,7 +174,6 @@ pub async fn phase(
             let event = match case.event {
                 Event::Order => order_event(),
                 Event::Notification => {
-                    // The order cases of this round come first and leave one order each.
                     let no = orders.pop().ok_or("no order left to notify")?;
                     notified.insert(no.clone());
                     Bytes::from(
@@ -208,7 +214,7 @@ pub async fn phase(
         ));
     }
     println!(
-        "  {:<30} {:>30}   {:>30}",
+        "  {:<36} {:>30}   {:>30}",
         "first event → binary", "init: exec → first /next", "exec → first response posted"
     );
     for case in &cases {
@@ -219,16 +225,15 @@ pub async fn phase(
             continue;
         };
         println!(
-            "  {:<30} {:>30}   {:>30}",
+            "  {:<36} {:>30}   {:>30}",
             case.label(),
             format!("{} ({}–{})", ms(init.median), ms(init.min), ms(init.max)),
             format!("{} ({}–{})", ms(first.median), ms(first.min), ms(first.max)),
         );
     }
-    println!(
-        "  medians of {runs} runs (min–max); {} binaries in {}",
-        cases.len(),
-        dir.display()
-    );
+    println!("  medians of {runs} runs (min–max); the builds:");
+    for (i, dir) in dirs.iter().enumerate() {
+        println!("  ({}) {}", i + 1, dir.display());
+    }
     Ok(())
 }

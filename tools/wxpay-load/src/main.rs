@@ -45,8 +45,10 @@ optionally side by side with the Node.js reference.
 
 USAGE: wxpay-load [OPTIONS]
 
-  --bin PATH            router binary [target/release/wxpay_functions]; the lambda phase
-                        takes wxpay_order and wxpay_callback from the same directory
+  --bin PATH            router binary [target/release/wxpay_functions]
+  --lambda-dirs LIST    comma-separated directories holding wxpay_order, wxpay_callback and
+                        wxpay_functions, for the lambda phase; several builds are measured
+                        interleaved [the directory of --bin]
   --node DIR            also measure the Node.js reference in DIR (runs `node index.js`
                         there; `npm ci` it first) and print the ratios; needs MySQL
   --node-bin PATH       the node executable [node]
@@ -73,6 +75,7 @@ const SECRET: &str = "bench-internal-secret-0123456789";
 #[derive(Debug, Clone)]
 struct Args {
     bin: PathBuf,
+    lambda_dirs: Vec<PathBuf>,
     node_dir: Option<PathBuf>,
     node_bin: String,
     database_url: Option<String>,
@@ -91,6 +94,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         bin: PathBuf::from("target/release/wxpay_functions"),
+        lambda_dirs: Vec::new(),
         node_dir: None,
         node_bin: "node".into(),
         database_url: None,
@@ -119,6 +123,13 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--bin" => a.bin = PathBuf::from(value("--bin")?),
+            "--lambda-dirs" => {
+                a.lambda_dirs = value("--lambda-dirs")?
+                    .split(',')
+                    .filter(|d| !d.trim().is_empty())
+                    .map(|d| PathBuf::from(d.trim()))
+                    .collect()
+            }
             "--node" => a.node_dir = Some(PathBuf::from(value("--node")?)),
             "--node-bin" => a.node_bin = value("--node-bin")?,
             "--database-url" => a.database_url = Some(value("--database-url")?),
@@ -164,6 +175,11 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--public-key" => a.public_key = true,
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
+    }
+    if a.lambda_dirs.is_empty() {
+        let dir = a.bin.parent().filter(|d| !d.as_os_str().is_empty());
+        a.lambda_dirs
+            .push(dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
     }
     Ok(Some(a))
 }
@@ -673,13 +689,17 @@ async fn run(args: Args) -> Result<bool, String> {
             args.cold_runs
         );
         let url = db.fresh("lambda").await?;
-        if let Err(e) = lambda::phase(&stack, &args.bin, &url, args.cold_runs, &work).await {
+        if let Err(e) = lambda::phase(&stack, &args.lambda_dirs, &url, args.cold_runs, &work).await
+        {
             failures.push(format!("lambda cold start: {e}"));
         }
     }
 
-    for (kind, summary) in kinds.iter().zip(&summaries) {
-        print_summary(&kind.describe(), summary);
+    // The lambda phase prints its own table.
+    if args.orders || args.notifications || args.cold {
+        for (kind, summary) in kinds.iter().zip(&summaries) {
+            print_summary(&kind.describe(), summary);
+        }
     }
     if let [ours, node] = summaries.as_slice() {
         compare(
