@@ -69,7 +69,10 @@ build() {
   echo "== release build (fat LTO: several minutes the first time)"
   pkgs=()
   for b in "${bins[@]}"; do pkgs+=(-p "$b"); done
-  cargo build --release "${pkgs[@]}" -p wxpay-load
+  # Two builds: built together, cargo would unify wxpay-load's features of tokio, hyper and
+  # reqwest into the function binaries, which would then not be the ones deployed.
+  cargo build --release "${pkgs[@]}"
+  cargo build --release -p wxpay-load
   echo "== binary sizes (stripped by the release profile; target ≤ 12 MB each)"
   for b in "${bins[@]}"; do
     size=$(stat -c %s "$target/release/$b")
