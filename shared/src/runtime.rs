@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::error::AppError;
-use crate::handlers::{handle_call, handle_notification, Call, Caller, Routes};
+use crate::handlers::{
+    handle_call, handle_notification, notifications_not_served, Call, Caller, Routes,
+};
 use crate::notify::NotifyAnswer;
 use crate::state::App;
 use crate::util::secret_eq;
@@ -188,10 +190,7 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
     // `resource`, which the notification handler checks.
     if req.headers.contains_key("wechatpay-signature") {
         if !app.serves_notifications() {
-            return notify_response(NotifyAnswer::fail(
-                404,
-                "this function does not receive WeChat Pay notifications",
-            ));
+            return notify_response(notifications_not_served());
         }
         if req.body.len() > BODY_LIMIT {
             return notify_response(NotifyAnswer::fail(413, "notification body too large"));

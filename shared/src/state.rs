@@ -63,10 +63,6 @@ impl App {
         due
     }
 
-    pub fn serves(&self, ty: &str) -> bool {
-        self.routes.types().any(|t| t == ty)
-    }
-
     /// Whether this binary answers WeChat Pay notifications.
     pub fn serves_notifications(&self) -> bool {
         self.routes.notifications.is_some()

@@ -1,11 +1,12 @@
 //! The built `wxpay_functions` binary under the real Lambda Runtime API protocol.
 //!
-//! A small Runtime API server runs in the test on 127.0.0.1 (`/2018-06-01/runtime/...`:
-//! `invocation/next`, `invocation/{id}/response`, `invocation/{id}/error`, `init/error`),
-//! the binary is started with `AWS_LAMBDA_RUNTIME_API` pointing at it — exactly as Lambda
-//! starts `bootstrap` — and is fed events one at a time, as Lambda does. The WeChat Pay
-//! simulator and the fake backend come from `wxpay-local`; the binary keeps its own SQLite
-//! file, since it is a separate process.
+//! The Runtime API of `wxpay_local::lambda_api` runs in the test on 127.0.0.1
+//! (`/2018-06-01/runtime/...`: `invocation/next`, `invocation/{id}/response`,
+//! `invocation/{id}/error`, `init/error`), the binary is started with
+//! `AWS_LAMBDA_RUNTIME_API` pointing at it — exactly as Lambda starts `bootstrap` — and is
+//! fed events one at a time, as Lambda does. The WeChat Pay simulator and the fake backend
+//! come from `wxpay-local`; the binary keeps its own SQLite file, since it is a separate
+//! process.
 
 use std::path::Path;
 use std::process::{Command, Stdio};

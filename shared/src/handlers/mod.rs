@@ -199,11 +199,15 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
 pub async fn handle_notification(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer {
     match app.routes.notifications {
         Some(handler) => handler(app, headers, body).await,
-        None => NotifyAnswer::fail(
-            404,
-            "this function does not receive WeChat Pay notifications",
-        ),
+        None => notifications_not_served(),
     }
+}
+
+pub fn notifications_not_served() -> NotifyAnswer {
+    NotifyAnswer::fail(
+        404,
+        "this function does not receive WeChat Pay notifications",
+    )
 }
 
 /// Optional short text field: trimmed, empty → None, at most `max_bytes` of UTF-8 (WeChat

@@ -6,11 +6,11 @@
 //! `invocation/{id}/error` and `init/error` — and hands back what the binary posted, with
 //! the instant it arrived.
 
+mod bootstrap;
+mod events;
+
 use std::convert::Infallible;
-use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,12 +20,14 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub use bootstrap::{lambda_vars, Bootstrap};
+pub use events::{http_v2_event, payment_notification_event};
+
 const PREFIX: &str = "/2018-06-01/runtime";
-pub const FUNCTION_ARN: &str =
-    "arn:aws:lambda:ap-east-1:123456789012:function:wxpay-RouterFunction";
+const FUNCTION_ARN: &str = "arn:aws:lambda:ap-east-1:123456789012:function:wxpay-RouterFunction";
 const TRACE_ID: &str = "Root=1-65f01a2b-4f1e6a2d8b0c9e7f12345678;Parent=53995c3f42cd8ad8;Sampled=0";
 
 /// What the binary posted back for one invocation (or for its initialisation), and when
@@ -232,115 +234,6 @@ impl RuntimeApi {
     }
 }
 
-/// A function binary started as Lambda starts `bootstrap`. Dropping it kills it.
-pub struct Bootstrap {
-    child: Child,
-    log: PathBuf,
-    /// Removed on drop: the directory [`Bootstrap::with_sqlite`] made.
-    scratch: Option<PathBuf>,
-    /// Taken just before the exec: where Lambda's init phase begins.
-    pub spawned_at: Instant,
-}
-
-impl Bootstrap {
-    /// Starts `bin` with only `vars` and the variables Lambda sets (nothing inherited from
-    /// this process), pointed at `api`; stdout and stderr go to `log`.
-    pub fn spawn(
-        bin: &Path,
-        api: &RuntimeApi,
-        function_name: &str,
-        vars: &[(String, String)],
-        log: &Path,
-    ) -> std::io::Result<Bootstrap> {
-        let out = File::create(log)?;
-        let err = out.try_clone()?;
-        let mut cmd = Command::new(bin);
-        cmd.env_clear()
-            .envs(vars.iter().cloned())
-            .envs(lambda_vars(api.addr(), function_name))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let spawned_at = Instant::now();
-        let child = cmd.spawn()?;
-        Ok(Bootstrap {
-            child,
-            log: log.to_path_buf(),
-            scratch: None,
-            spawned_at,
-        })
-    }
-
-    /// For tests: [`Bootstrap::spawn`] with its own SQLite file (`DATABASE_URL` in `vars`
-    /// is replaced) and log in a fresh directory, removed when it is dropped.
-    pub fn with_sqlite(
-        bin: &Path,
-        api: &RuntimeApi,
-        function_name: &str,
-        vars: &[(String, String)],
-    ) -> Bootstrap {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let dir = std::env::temp_dir().join(format!(
-            "wxpay-{function_name}-{}-{nanos}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).expect("create a scratch directory");
-        let mut vars: Vec<(String, String)> = vars
-            .iter()
-            .filter(|(k, _)| k != "DATABASE_URL")
-            .cloned()
-            .collect();
-        let db = format!("sqlite://{}", dir.join("wxpay.db").display());
-        vars.push(("DATABASE_URL".into(), db));
-        let log = dir.join("function.log");
-        let mut function = Bootstrap::spawn(bin, api, function_name, &vars, &log)
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        function.scratch = Some(dir);
-        function
-    }
-
-    /// Everything the binary logged so far.
-    pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `Some(status)` once the binary has exited.
-    pub fn exited(&mut self) -> Option<String> {
-        match self.child.try_wait() {
-            Ok(Some(status)) => Some(status.to_string()),
-            _ => None,
-        }
-    }
-
-    /// For tests: panics with `msg`, whether the binary still runs, and its log.
-    pub fn fail(&mut self, msg: &str) -> ! {
-        let status = match self.exited() {
-            Some(status) => format!("exited: {status}"),
-            None => "still running".to_string(),
-        };
-        panic!("{msg}\nthe binary is {status}; its log:\n{}", self.logs());
-    }
-}
-
-impl Drop for Bootstrap {
-    fn drop(&mut self) {
-        // SIGKILL, as Lambda reclaims an instance; wait so no zombie outlives the caller.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if let Some(dir) = &self.scratch {
-            if std::thread::panicking() {
-                eprintln!("--- the function's log ---\n{}", self.logs());
-            }
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
 impl RuntimeApi {
     /// For tests: queues one event and waits (bounded) for what `function` posts back for
     /// it; panics with the binary's log when there is no answer, an answer to another
@@ -382,86 +275,4 @@ impl RuntimeApi {
             other => function.fail(&format!("expected a response to {event}, got {other:?}")),
         }
     }
-}
-
-/// The variables Lambda sets for `bootstrap` besides the function's own.
-pub fn lambda_vars(api: SocketAddr, function_name: &str) -> Vec<(String, String)> {
-    [
-        ("AWS_LAMBDA_RUNTIME_API", api.to_string()),
-        ("AWS_LAMBDA_FUNCTION_NAME", function_name.to_string()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        (
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/03/12/[$LATEST]0123456789abcdef".into(),
-        ),
-        (
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/wxpay/{function_name}"),
-        ),
-        ("AWS_REGION", "ap-east-1".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
-/// An API Gateway HTTP API (payload 2.0) event, as `template.yaml` deploys the functions.
-pub fn http_v2_event(method: &str, path: &str, headers: Value, body: Option<String>) -> Value {
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": format!("{method} {path}"),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "a1b2c3d4e5",
-            "domainName": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com",
-            "domainPrefix": "a1b2c3d4e5",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.24",
-                "userAgent": "lambda-runtime-test"
-            },
-            "requestId": "Yx1AbcDEFgHIjkl=",
-            "routeKey": format!("{method} {path}"),
-            "stage": "$default",
-            "time": "12/Mar/2026:08:00:00 +0000",
-            "timeEpoch": 1773302400000u64
-        },
-        "isBase64Encoded": false
-    });
-    if let Some(body) = body {
-        event["body"] = Value::String(body);
-    }
-    event
-}
-
-/// Has the simulator mark the order paid without telling anyone, and returns its signed
-/// `TRANSACTION.SUCCESS` notification, byte for byte, as an API Gateway (payload 2.0) event.
-/// Signed now: the functions refuse timestamps more than 300 s old.
-pub async fn payment_notification_event(
-    sim: &wxpay_sim::Simulator,
-    out_trade_no: &str,
-) -> Result<Value, String> {
-    sim.mark_paid_silently(out_trade_no)
-        .await
-        .map_err(|e| format!("the simulator could not pay {out_trade_no}: {e}"))?;
-    let n = sim
-        .build_transaction_notification(out_trade_no)
-        .ok_or_else(|| format!("the simulator has no paid order {out_trade_no}"))?;
-    let headers: serde_json::Map<String, Value> = n
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), Value::String(v.clone())))
-        .collect();
-    Ok(http_v2_event(
-        "POST",
-        "/pay",
-        Value::Object(headers),
-        Some(n.body),
-    ))
 }
