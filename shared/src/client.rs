@@ -17,6 +17,7 @@ use crate::api::{
 use crate::certs::{CertificateSource, PlatformKeys, RawAnswer, SignatureHeaders, VerifyError};
 use crate::config::Config;
 use crate::crypto::{authorization_header, MerchantKey, RequestToSign};
+use crate::deadline;
 use crate::util::{now_utc, random_alnum};
 
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +60,12 @@ static HTTP: Lazy<reqwest::Client> = Lazy::new(|| {
 pub fn http_client() -> &'static reqwest::Client {
     &HTTP
 }
+
+/// An attempt with less time than this left is not started: it could only time out.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
+/// The least time a retry must have before it is worth starting.
+const RETRY_NEEDS: Duration = Duration::from_millis(1000);
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// Largest answer read from WeChat Pay or the business backend. Theirs are a few KiB; a
 /// bigger one is refused rather than buffered.
@@ -166,6 +173,11 @@ impl WechatPayClient {
         path_and_query: &str,
         body: &str,
     ) -> Result<RawAnswer, ClientError> {
+        // Each attempt gets min(WECHATPAY_TIMEOUT_MS, what the invocation has left).
+        let timeout = deadline::budget(self.timeout);
+        if timeout < MIN_ATTEMPT {
+            return Err(ClientError::Timeout);
+        }
         let nonce = random_alnum(32);
         let timestamp = now_utc().unix_timestamp();
         let auth = authorization_header(
@@ -186,7 +198,7 @@ impl WechatPayClient {
                 method.clone(),
                 format!("{}{}", self.base_url, path_and_query),
             )
-            .timeout(self.timeout)
+            .timeout(timeout)
             .header("Authorization", auth)
             .header("Accept", "application/json");
         if let Some(id) = &self.public_key_id {
@@ -223,26 +235,23 @@ impl WechatPayClient {
         path_and_query: &str,
         body: &str,
     ) -> Result<RawAnswer, ClientError> {
-        match self.send_once(&method, path_and_query, body).await {
-            Err(ClientError::Network(e)) => {
-                tracing::warn!(
-                    path = path_and_query,
-                    "WeChat Pay unreachable, retrying once: {e}"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                self.send_once(&method, path_and_query, body).await
-            }
-            Ok(answer) if answer.status >= 500 => {
-                tracing::warn!(
-                    path = path_and_query,
-                    status = answer.status,
-                    "WeChat Pay 5xx, retrying once"
-                );
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                self.send_once(&method, path_and_query, body).await
-            }
-            other => other,
+        let first = self.send_once(&method, path_and_query, body).await;
+        let why = match &first {
+            Err(ClientError::Network(e)) => format!("WeChat Pay unreachable: {e}"),
+            Ok(answer) if answer.status >= 500 => format!("WeChat Pay HTTP {}", answer.status),
+            _ => return first,
+        };
+        // A retry starts only if a whole attempt still fits before the deadline.
+        if !deadline::has(RETRY_PAUSE + self.timeout.min(RETRY_NEEDS)) {
+            tracing::warn!(
+                path = path_and_query,
+                "{why}; no time left to retry before the deadline"
+            );
+            return first;
         }
+        tracing::warn!(path = path_and_query, "{why}; retrying once");
+        tokio::time::sleep(RETRY_PAUSE).await;
+        self.send_once(&method, path_and_query, body).await
     }
 
     /// Sends, verifies and decodes. `Ok(None)` for a verified `204 No Content`.

@@ -98,6 +98,9 @@ pub struct Config {
     pub default_prices: PriceList,
     /// Per-attempt timeout for WeChat Pay calls.
     pub wechatpay_timeout: Duration,
+    /// `FUNCTION_TIMEOUT_MS`: the deadline of a local HTTP or SCF web-function invocation
+    /// (Lambda's own deadline comes with each event). Default 15 s, `template.yaml`'s.
+    pub function_timeout: Duration,
     /// How often a warm instance looks for due backend deliveries after a notification.
     pub outbox_sweep_interval: Duration,
     pub login: LoginSettings,
@@ -307,6 +310,19 @@ impl Config {
             },
         };
 
+        let function_timeout = match get("FUNCTION_TIMEOUT_MS") {
+            None => Duration::from_millis(15_000),
+            Some(v) => match v.parse::<u64>() {
+                Ok(ms) if ms >= 1000 => Duration::from_millis(ms),
+                _ => {
+                    problems.push(format!(
+                        "FUNCTION_TIMEOUT_MS must be at least 1000 milliseconds (got `{v}`)"
+                    ));
+                    Duration::from_millis(15_000)
+                }
+            },
+        };
+
         let outbox_sweep_interval = match get("OUTBOX_SWEEP_INTERVAL_SECS") {
             None => Duration::from_secs(30),
             Some(v) => match v.parse::<u64>() {
@@ -361,6 +377,7 @@ impl Config {
                 price_cache_ttl,
                 default_prices,
                 wechatpay_timeout,
+                function_timeout,
                 outbox_sweep_interval,
                 login,
                 trust_openid_header,

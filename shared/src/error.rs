@@ -46,6 +46,10 @@ pub enum AppError {
     /// A feature this deployment has not been configured for; the message names the settings.
     #[error("{0}")]
     NotConfigured(String),
+    /// The invocation's deadline came before the work was done. Whatever was written stays
+    /// consistent; the same request, retried, finishes it.
+    #[error("the call did not finish before the function's deadline")]
+    DeadlineExceeded,
     #[error("{0}")]
     Internal(String),
 }
@@ -85,6 +89,10 @@ impl AppError {
             AppError::RefundUnsettled { .. } => (503, 50300),
             AppError::WechatPay(e) => match e {
                 ClientError::Timeout => (504, 50400),
+                // WeChat Pay's certificates could not be fetched in time: unavailable, retry.
+                ClientError::Verify(crate::certs::VerifyError::CertificatesUnavailable(_)) => {
+                    (503, 50320)
+                }
                 ClientError::Api { status, code, .. } if (400..500).contains(status) => {
                     if WECHAT_STATE_CODES.contains(&code.as_str()) {
                         (409, 40910)
@@ -113,6 +121,7 @@ impl AppError {
             AppError::SessionToken(_) => (401, 40110),
             AppError::NotConfigured(_) => (503, 50310),
             AppError::Store(_) => (500, 50010),
+            AppError::DeadlineExceeded => (504, 50410),
             AppError::Internal(_) => (500, 50000),
         }
     }
@@ -130,6 +139,10 @@ impl AppError {
             // Database details stay in the log; the caller only needs to know to retry.
             AppError::Store(_) => "the order database is unavailable; retry later".into(),
             AppError::Internal(_) => "internal error; retry later".into(),
+            AppError::DeadlineExceeded => {
+                "the call did not finish before the function's deadline; retry the same request"
+                    .into()
+            }
             other => other.to_string(),
         }
     }

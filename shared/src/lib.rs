@@ -9,6 +9,7 @@ pub mod certs;
 pub mod client;
 pub mod config;
 pub mod crypto;
+pub mod deadline;
 pub mod error;
 pub mod handlers;
 pub mod identity;

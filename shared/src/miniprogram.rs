@@ -77,7 +77,9 @@ impl MiniProgramClient {
             ],
         )
         .map_err(|_| LoginError::Network("WECHAT_API_BASE_URL is not a URL".into()))?;
-        let request = crate::client::http_client().get(url).timeout(self.timeout);
+        let request = crate::client::http_client()
+            .get(url)
+            .timeout(crate::deadline::budget(self.timeout));
         let mut response = request.send().await.map_err(transport)?;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {

@@ -15,8 +15,13 @@ use crate::settlement::{PaymentMismatch, SettleError};
 use crate::state::App;
 use crate::store::StoreError;
 
-/// WeChat Pay waits 5 s for an answer; keep a margin for the answer itself.
+/// WeChat Pay waits 5 s for an answer; keep a margin for the answer itself. The runtime
+/// also holds the whole notification to [`crate::deadline::NOTIFICATION`].
 const NOTIFY_BUDGET: Duration = Duration::from_millis(4500);
+
+fn budget_left(started: Instant) -> Duration {
+    crate::deadline::budget(NOTIFY_BUDGET.saturating_sub(started.elapsed()))
+}
 
 /// How a notification is answered: 204 with no body, or a status with a FAIL message.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +84,7 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     let answer = if event_type.starts_with("TRANSACTION.") {
         match decrypt::<Transaction>(app, &notification) {
             Ok(tx) => {
-                let budget = NOTIFY_BUDGET.saturating_sub(started.elapsed());
+                let budget = budget_left(started);
                 let settled = settlement
                     .record_transaction(&tx, "callback", &event_type, budget)
                     .await;
@@ -108,7 +113,7 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     };
     // Spare time goes to deliveries earlier notifications could not finish.
     if answer.status < 300 {
-        let remaining = NOTIFY_BUDGET.saturating_sub(started.elapsed());
+        let remaining = budget_left(started);
         if remaining > Duration::from_millis(1500) && app.outbox_sweep_due() {
             courier
                 .deliver_due(false, 5, remaining - Duration::from_millis(500))

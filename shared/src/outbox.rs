@@ -68,7 +68,7 @@ impl<'a> Courier<'a> {
                 .ok_or_else(|| "API_BASE_URL is not configured".to_string())?;
             let mut req = http_client()
                 .post(format!("{base}/api/payment/internal/notify"))
-                .timeout(timeout)
+                .timeout(crate::deadline::budget(timeout))
                 .header("Content-Type", "application/json")
                 .body(row.payload.clone());
             if let Some(secret) = &self.config.internal_secret {

@@ -186,7 +186,7 @@ impl Prices {
         let fetched = async {
             let resp = http
                 .get(&url)
-                .timeout(FETCH_TIMEOUT)
+                .timeout(crate::deadline::budget(FETCH_TIMEOUT))
                 .send()
                 .await
                 .map_err(|e| format!("request failed: {}", e.without_url()))?;

@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::config::EventShape;
+use crate::deadline;
 use crate::error::AppError;
 use crate::handlers::{
     handle_call, handle_notification, notifications_not_served, Call, Caller, Routes,
@@ -100,8 +101,43 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, AppError> {
     }
 }
 
+/// Runs `work` inside the invocation's deadline (the platform's, or `FUNCTION_TIMEOUT_MS`
+/// from now) and answers `late()` if it has not finished shortly before it: the platform
+/// never kills a call mid-way. Inner budgets end [`deadline::MARGIN`] before the deadline,
+/// half of it earlier than this, so their own, more precise error usually wins.
+async fn before_deadline<T>(
+    app: &App,
+    deadline: Option<tokio::time::Instant>,
+    work: impl std::future::Future<Output = T>,
+    late: impl FnOnce() -> T,
+) -> T {
+    let deadline = deadline
+        .or_else(deadline::current)
+        .unwrap_or_else(|| tokio::time::Instant::now() + app.config.function_timeout);
+    deadline::scope(deadline, async {
+        let by = deadline::current().unwrap_or(deadline);
+        let by = by.checked_sub(deadline::MARGIN / 2).unwrap_or(by);
+        match tokio::time::timeout_at(by, work).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::error!("the invocation ran out of time; answering before the deadline");
+                late()
+            }
+        }
+    })
+    .await
+}
+
 /// The HTTP shapes: local HTTP, Lambda HTTP events and the SCF web function.
 pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
+    before_deadline(app, None, handle_http_now(app, req), || {
+        let (status, body) = envelope(Err(AppError::DeadlineExceeded));
+        HttpResponse::json(status, &body)
+    })
+    .await
+}
+
+async fn handle_http_now(app: &App, req: HttpRequest) -> HttpResponse {
     if req.method == Method::GET && req.path.trim_end_matches('/').ends_with("/healthz") {
         return HttpResponse::json(200, &json!({ "status": "ok" }));
     }
@@ -114,7 +150,16 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
         if req.body.len() > BODY_LIMIT {
             return notify_response(NotifyAnswer::fail(413, "notification body too large"));
         }
-        return notify_response(handle_notification(app, &req.headers, &req.body).await);
+        // WeChat Pay gives up after 5 s; a late answer is a failure it retries anyway.
+        let within = tokio::time::Instant::now() + deadline::NOTIFICATION;
+        let answer = before_deadline(
+            app,
+            Some(within),
+            handle_notification(app, &req.headers, &req.body),
+            || NotifyAnswer::fail(503, "not handled in time; retry later"),
+        )
+        .await;
+        return notify_response(answer);
     }
     let result = async {
         if req.method != Method::POST {
@@ -141,7 +186,7 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
 
 /// A raw `callFunction` event: the `data` object itself. Returns the envelope.
 pub async fn handle_raw_event(app: &App, event: Value) -> Value {
-    let result = async {
+    let work = async {
         let Value::Object(data) = event else {
             return Err(AppError::InvalidJson(
                 "the event must be a JSON object with a `type` field".into(),
@@ -165,8 +210,8 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         let openid = identity::one_identity(platform, session)?;
         let call = build_call(data, openid, trusted, None)?;
         handle_call(app, call).await
-    }
-    .await;
+    };
+    let result = before_deadline(app, None, work, || Err(AppError::DeadlineExceeded)).await;
     envelope(result).1
 }
 
@@ -500,7 +545,10 @@ fn run_lambda(app: Arc<App>) -> ExitCode {
         move |event: lambda_runtime::LambdaEvent<Value>| {
             let app = app.clone();
             async move {
-                Ok::<Value, lambda_runtime::Error>(handle_lambda_event(&app, event.payload).await)
+                let deadline = lambda_deadline(event.context.deadline);
+                let answer =
+                    deadline::scope(deadline, handle_lambda_event(&app, event.payload)).await;
+                Ok::<Value, lambda_runtime::Error>(answer)
             }
         },
     )));
@@ -511,6 +559,15 @@ fn run_lambda(app: Arc<App>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Lambda's deadline (`Lambda-Runtime-Deadline-Ms`, Unix milliseconds) on this clock.
+fn lambda_deadline(deadline_ms: u64) -> tokio::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    tokio::time::Instant::now()
+        + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
 fn run_local(app: Arc<App>) -> ExitCode {

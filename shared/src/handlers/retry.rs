@@ -29,7 +29,11 @@ pub async fn retry(app: &App, call: &Call) -> Result<Value, AppError> {
     let limit = req.limit.unwrap_or(100).clamp(1, 1000);
     let report = app
         .courier()
-        .deliver_due(req.all, limit, Duration::from_secs(25))
+        .deliver_due(
+            req.all,
+            limit,
+            crate::deadline::budget(Duration::from_secs(25)),
+        )
         .await;
     serde_json::to_value(report).map_err(|e| AppError::Internal(e.to_string()))
 }
