@@ -39,8 +39,9 @@ mod ports;
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
 
-/// How long a statement waits for another process's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a statement waits for another process's write lock before giving up; never
+/// past the invocation's deadline (the wait blocks the thread, so nothing could cut it).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The embedded SQLite store (`sqlite://PATH`, `sqlite::memory:`).
 pub struct SqliteStore {
@@ -86,9 +87,14 @@ impl SqliteStore {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held cannot leave a half-done transaction behind
         // (rusqlite rolls back on drop), so the connection is still usable.
-        self.conn
+        let conn = self
+            .conn
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Err(e) = conn.busy_timeout(crate::deadline::budget(BUSY_TIMEOUT)) {
+            tracing::warn!("SQLite busy timeout not set: {e}");
+        }
+        conn
     }
 }
 

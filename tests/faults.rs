@@ -1,0 +1,109 @@
+//! Faults in the middle of a notification lose nothing: another session holding the order
+//! row costs WeChat Pay's notification a 5xx within its 5 s, and its retry after the lock is
+//! released records the payment once, with one backend delivery.
+//!
+//! The fault: a second database session of the test's own. On MySQL it holds the order row
+//! with `SELECT … FOR UPDATE` in an open transaction; on SQLite (a shared file) it holds the
+//! write lock with `BEGIN IMMEDIATE`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Harness, StoreKind};
+use mysql_async::prelude::Queryable;
+use wxpay_shared::store::OrderStatus;
+
+both_stores!(a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once);
+
+/// Another session in the middle of a transaction that holds the order.
+enum Holder {
+    Mysql(mysql_async::Conn),
+    Sqlite(rusqlite::Connection),
+}
+
+impl Holder {
+    async fn hold(h: &Harness, out_trade_no: &str) -> Holder {
+        let url = h
+            .vars
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            conn.execute(
+                "UPDATE orders SET updated_at = updated_at WHERE out_trade_no = ?1",
+                [out_trade_no],
+            )
+            .unwrap();
+            Holder::Sqlite(conn)
+        } else {
+            let mut conn = mysql_async::Conn::from_url(url.as_str()).await.unwrap();
+            conn.query_drop("START TRANSACTION").await.unwrap();
+            let held: Option<String> = conn
+                .exec_first(
+                    "SELECT out_trade_no FROM orders WHERE out_trade_no = ? FOR UPDATE",
+                    (out_trade_no,),
+                )
+                .await
+                .unwrap();
+            assert!(held.is_some(), "the order row is held");
+            Holder::Mysql(conn)
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Holder::Mysql(mut conn) => {
+                conn.query_drop("ROLLBACK").await.unwrap();
+                conn.disconnect().await.unwrap();
+            }
+            Holder::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+        }
+    }
+}
+
+async fn a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once(kind: StoreKind) {
+    let dir = std::env::temp_dir().join(format!("wxpay-held-{}-{kind:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("held.db").display().to_string();
+    let Some(h) = Harness::start_with(kind, |o| {
+        if kind == StoreKind::Sqlite {
+            o.database_url = format!("sqlite://{file}");
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let no = h.create_order("o_held", "basic").await;
+    let holder = Holder::hold(&h, &no).await;
+
+    let started = Instant::now();
+    let answered = tokio::time::timeout(Duration::from_secs(6), h.sim.pay(&no)).await;
+    let took = started.elapsed();
+    let outcome = answered
+        .expect("answered at all")
+        .expect("the notification is answered");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    assert!(outcome.status >= 500, "WeChat Pay must retry: {outcome:?}");
+
+    holder.release().await;
+    assert_eq!(h.order(&no).await.status, OrderStatus::Pending);
+    // WeChat Pay's retries, the second a duplicate.
+    for _ in 0..2 {
+        let n = h.sim.build_transaction_notification(&no).unwrap();
+        let outcome = h.sim.deliver(&n, &h.pay_url()).await.unwrap();
+        assert_eq!(outcome.status, 204, "{outcome:?}");
+    }
+    assert_eq!(h.order(&no).await.status, OrderStatus::Paid);
+    assert_eq!(h.store.outbox_for_order(&no).await.unwrap().len(), 1);
+    h.eventually("one delivery", || h.backend.deliveries_for(&no) == 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(h.backend.deliveries_for(&no), 1, "exactly one delivery");
+    let _ = std::fs::remove_dir_all(&dir);
+}
