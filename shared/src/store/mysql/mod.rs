@@ -26,7 +26,7 @@ pub use conn::MySqlStore;
 use conn::{server_code, Fail, ER_DUP_ENTRY};
 
 use super::rows::{self, stored, Fields};
-use super::rules::{self, after_refund, existing_reservation, result_applies};
+use super::rules::{self, existing_reservation};
 use super::sql::{self, truncated_error};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
@@ -42,6 +42,9 @@ macro_rules! params {
 }
 
 mod ports;
+mod tx;
+
+use tx::{ended, finish_refund_in, mark_paid_in, reserve_refund_in, revive_failed_refund_in};
 
 static SELECT_ORDER_FOR_UPDATE: Lazy<String> =
     Lazy::new(|| format!("{} FOR UPDATE", *sql::SELECT_ORDER));
@@ -214,86 +217,31 @@ impl MySqlStore {
     async fn mark_paid_once(&self, paid: &PaidTransition) -> Result<PaidOutcome, Fail> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let now = dt(paid.now)?;
-        tx.exec_drop(
-            &*sql::MARK_PAID,
-            params![
-                &paid.transaction_id,
-                paid.paid_amount,
-                &paid.payer_openid,
-                dt(paid.paid_at)?,
-                now,
-                &paid.out_trade_no,
-            ],
-        )
-        .await?;
-        if tx.affected_rows() != 1 {
-            tx.rollback().await?;
-            return Ok(match select_order(&mut conn, &paid.out_trade_no).await? {
-                Some(order) => PaidOutcome::AlreadyPaid(order),
-                None => PaidOutcome::NotFound,
-            });
+        let work = mark_paid_in(&mut tx, paid).await;
+        if let Some(outbox) = ended(tx, work).await? {
+            return Ok(PaidOutcome::Transitioned { outbox });
         }
-        insert_log(&mut tx, &paid.log, paid.now).await?;
-        tx.exec_drop(
-            sql::INSERT_OUTBOX_LEASED,
-            params![
-                &paid.out_trade_no,
-                &paid.business_type,
-                &paid.outbox_payload,
-                now,
-                dt(paid.lease_until)?,
-                now,
-            ],
-        )
-        .await?;
-        let id = last_id(tx.last_insert_id())?;
-        tx.commit().await?;
-        Ok(PaidOutcome::Transitioned {
-            outbox: rules::leased_outbox_row(id, paid),
+        Ok(match select_order(&mut conn, &paid.out_trade_no).await? {
+            Some(order) => PaidOutcome::AlreadyPaid(order),
+            None => PaidOutcome::NotFound,
         })
     }
 
     async fn reserve_refund_once(&self, refund: &NewRefund) -> Result<RefundReservation, Fail> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        // The lock comes first: see the module comment.
-        let order = lock_order(&mut tx, &refund.out_trade_no).await?;
-        if let Some(existing) = select_refund(&mut tx, &refund.out_refund_no).await? {
-            tx.rollback().await?;
-            return Ok(existing_reservation(existing, &refund.out_trade_no));
+        let work = reserve_refund_in(&mut tx, refund).await;
+        if let Some(reservation) = ended(tx, work).await? {
+            return Ok(reservation);
         }
-        let Some(order) = order else {
-            tx.rollback().await?;
-            return Ok(RefundReservation::OrderNotFound);
-        };
-        let in_flight: Option<i64> = if order.status == OrderStatus::Paid {
-            tx.exec_first(&*sql::IN_FLIGHT_SUM, params![&refund.out_trade_no])
-                .await?
-        } else {
-            None
-        };
-        let amount = match rules::reserve(&order, in_flight.unwrap_or(0), refund.amount) {
-            Ok(amount) => amount,
-            Err(refusal) => {
-                tx.rollback().await?;
-                return Ok(refusal.into());
+        // The same out_refund_no was reserved concurrently (possibly for another order,
+        // which holds a different lock): report the row that won.
+        match select_refund(&mut conn, &refund.out_refund_no).await? {
+            Some(existing) => Ok(existing_reservation(existing, &refund.out_trade_no)),
+            None => {
+                Err(StoreError::Query("refund number taken, then gone; try again".into()).into())
             }
-        };
-        let created = rules::reserved_refund(refund, amount);
-        if !insert_refund(&mut tx, &created).await? {
-            // The same out_refund_no was reserved concurrently (possibly for another
-            // order, which holds a different lock): report the row that won.
-            tx.rollback().await?;
-            return match select_refund(&mut conn, &refund.out_refund_no).await? {
-                Some(existing) => Ok(existing_reservation(existing, &refund.out_trade_no)),
-                None => Err(
-                    StoreError::Query("refund number taken, then gone; try again".into()).into(),
-                ),
-            };
         }
-        tx.commit().await?;
-        Ok(RefundReservation::Created(created))
     }
 
     async fn revive_failed_refund_once(
@@ -308,87 +256,16 @@ impl MySqlStore {
             return Ok(RefundReservation::Existing(refund));
         }
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        // The lock comes first: see the module comment.
-        let order = lock_order(&mut tx, &refund.out_trade_no).await?;
-        let Some(refund) = select_refund(&mut tx, out_refund_no).await? else {
-            tx.rollback().await?;
-            return Ok(RefundReservation::OrderNotFound);
-        };
-        let Some(order) = order.filter(|_| refund.status == RefundStatus::Failed) else {
-            tx.rollback().await?;
-            return Ok(RefundReservation::Existing(refund));
-        };
-        let in_flight: Option<i64> = tx
-            .exec_first(&*sql::IN_FLIGHT_SUM, params![&refund.out_trade_no])
-            .await?;
-        if let Err(refusal) = rules::reserve(&order, in_flight.unwrap_or(0), Some(refund.amount)) {
-            tx.rollback().await?;
-            return Ok(refusal.into());
-        }
-        tx.exec_drop(sql::REVIVE_FAILED_REFUND, params![out_refund_no])
-            .await?;
-        tx.commit().await?;
-        Ok(RefundReservation::Existing(Refund {
-            status: RefundStatus::Processing,
-            ..refund
-        }))
+        let work = revive_failed_refund_in(&mut tx, refund, out_refund_no).await;
+        ended(tx, work).await
     }
 
     /// `None`: a concurrent caller inserted the same unknown refund first; run again.
     async fn finish_refund_once(&self, result: &RefundResult) -> Result<Option<bool>, Fail> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        // Serialises with reserve_refund and with duplicates of this result; see the
-        // module comment for why the lock precedes every read.
-        let order = lock_order(&mut tx, &result.out_trade_no).await?;
-        match select_refund(&mut tx, &result.out_refund_no).await? {
-            None => {
-                // Made in the merchant portal (or our reservation was lost): record it as
-                // WeChat Pay reports it.
-                if !insert_refund(&mut tx, &rules::reported_refund(result)).await? {
-                    tx.rollback().await?;
-                    return Ok(None);
-                }
-            }
-            Some(known) => {
-                if !result_applies(&known, result) {
-                    tx.rollback().await?;
-                    return Ok(Some(false));
-                }
-                let r = rules::applied_result(&known, result);
-                tx.exec_drop(
-                    &*sql::APPLY_REFUND_RESULT,
-                    params![
-                        r.status.as_str(),
-                        &r.refund_id,
-                        r.success_at.map(dt).transpose()?,
-                        r.amount,
-                        &r.out_refund_no,
-                    ],
-                )
-                .await?;
-                if tx.affected_rows() != 1 {
-                    tx.rollback().await?;
-                    return Ok(Some(false));
-                }
-            }
-        }
-        if let (RefundStatus::Success, Some(order)) = (result.status, &order) {
-            let (refunded, status) = after_refund(order, result.amount);
-            tx.exec_drop(
-                sql::SET_ORDER_REFUNDED,
-                params![
-                    refunded,
-                    status.as_str(),
-                    dt(result.now)?,
-                    &result.out_trade_no
-                ],
-            )
-            .await?;
-        }
-        insert_log(&mut tx, &result.log, result.now).await?;
-        tx.commit().await?;
-        Ok(Some(true))
+        let work = finish_refund_in(&mut tx, result).await;
+        ended(tx, work).await
     }
 
     async fn claim_one(
