@@ -433,12 +433,21 @@ async fn a_later_notification_delivers_what_is_due(kind: StoreKind) {
     h.backend.set_up(false);
     let first = h.create_paid_order("o_later", "basic").await;
     let row = h.store.outbox_for_order(&first).await.unwrap().remove(0);
-    // Its backoff has run out by the time the next payment arrives.
-    let past = time::OffsetDateTime::now_utc() - time::Duration::seconds(1);
-    h.store
-        .mark_delivery_failed(row.id, "backend down", past)
+    // Its backoff has run out by the time the next payment arrives (an operator's forced
+    // claim, released unsent, then rescheduled into the past).
+    let now = time::OffsetDateTime::now_utc();
+    let held = h
+        .store
+        .claim_notification(row.id, now, 30)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("claimable");
+    let past = now - time::Duration::seconds(1);
+    assert!(h
+        .store
+        .mark_delivery_failed(&held, "backend down", past)
+        .await
+        .unwrap());
     h.backend.set_up(true);
     let second = h.create_paid_order("o_later", "basic").await;
     assert_eq!(h.backend.deliveries_for(&second), 1);
@@ -449,7 +458,8 @@ async fn a_later_notification_delivers_what_is_due(kind: StoreKind) {
     );
     let row = h.store.outbox_for_order(&first).await.unwrap().remove(0);
     assert_eq!(row.status, OutboxStatus::Delivered);
-    assert_eq!(row.attempts, 2);
+    // The failed try, the forced claim that rescheduled it, the sweep's delivery.
+    assert_eq!(row.attempts, 3);
 }
 
 async fn refund_notifications_record_the_final_state_once(kind: StoreKind) {

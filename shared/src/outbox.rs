@@ -88,9 +88,17 @@ impl<'a> Courier<'a> {
         let now = now_utc();
         match result {
             Ok(()) => {
-                if let Err(e) = self.store.mark_delivered(row.id, now).await {
+                match self.store.mark_delivered(row, now).await {
+                    Ok(true) => {}
+                    // Our lease lapsed and another instance holds the row: its result stands.
+                    Ok(false) => {
+                        tracing::warn!(
+                            id = row.id,
+                            "delivered, but the lease had passed to another instance"
+                        )
+                    }
                     // The lease expires and the row is sent again later: at-least-once, never lost.
-                    tracing::error!(id = row.id, "delivered but not marked: {e}");
+                    Err(e) => tracing::error!(id = row.id, "delivered but not marked: {e}"),
                 }
                 tracing::info!(id = row.id, out_trade_no = %row.out_trade_no, "backend notified");
                 true
@@ -98,11 +106,25 @@ impl<'a> Courier<'a> {
             Err(error) => {
                 let next = now + backoff(row.attempts);
                 tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try at {next}: {error}");
-                if let Err(e) = self.store.mark_delivery_failed(row.id, &error, next).await {
-                    tracing::error!(id = row.id, "delivery failure not recorded: {e}");
+                match self.store.mark_delivery_failed(row, &error, next).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(
+                            id = row.id,
+                            "failure not recorded: the lease had passed to another instance"
+                        )
+                    }
+                    Err(e) => tracing::error!(id = row.id, "delivery failure not recorded: {e}"),
                 }
                 false
             }
+        }
+    }
+
+    /// Gives back the lease of a row claimed but not sent; its attempt is not counted.
+    async fn release(&self, row: &OutboxRow) {
+        if let Err(e) = self.store.release_unattempted(row).await {
+            tracing::warn!(id = row.id, "outbox lease not released: {e}");
         }
     }
 
@@ -125,10 +147,7 @@ impl<'a> Courier<'a> {
             let left = budget.saturating_sub(started.elapsed());
             if left < Duration::from_millis(200) {
                 // Out of time: give the lease back so the row is not stuck for LEASE_SECS.
-                let _ = self
-                    .store
-                    .mark_delivery_failed(row.id, "not attempted: out of time", now_utc())
-                    .await;
+                self.release(&row).await;
                 continue;
             }
             report.attempted += 1;
@@ -148,13 +167,7 @@ impl Dispatch for Courier<'_> {
         if budget < Duration::from_millis(200) {
             // Too late to try: give the lease back so the next sweep sends it, instead of
             // leaving it locked for LEASE_SECS.
-            if let Err(e) = self
-                .store
-                .mark_delivery_failed(row.id, "not attempted: out of time", now_utc())
-                .await
-            {
-                tracing::warn!(id = row.id, "outbox lease not released: {e}");
-            }
+            self.release(&row).await;
             return;
         }
         self.send(&row, budget.min(DELIVERY_TIMEOUT)).await;

@@ -215,6 +215,8 @@ contract_tests!(
     revive_failed_refund_only_if_it_still_fits,
     finish_refund_concurrent_duplicates,
     outbox_claim_lease_deliver_fail,
+    outbox_a_stale_lease_holder_changes_nothing,
+    outbox_an_unattempted_claim_is_not_an_attempt,
     mark_paid_queues_its_delivery_leased,
     outbox_claim_due_order_and_limit,
     outbox_concurrent_claimers,
@@ -1316,7 +1318,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
     let long_error = "é".repeat(3000);
     let next = now + Duration::minutes(10);
     store
-        .mark_delivery_failed(id, &long_error, next)
+        .mark_delivery_failed(&row, &long_error, next)
         .await
         .expect("failed");
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
@@ -1344,7 +1346,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
     assert_eq!(forced[0].attempts, 4);
 
     store
-        .mark_delivery_failed(id, "502 from backend", now + Duration::minutes(5))
+        .mark_delivery_failed(&forced[0], "502 from backend", now + Duration::minutes(5))
         .await
         .expect("failed");
     assert!(store
@@ -1362,7 +1364,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
 
     let delivered_at = now + Duration::minutes(6);
     store
-        .mark_delivered(id, delivered_at)
+        .mark_delivered(&due[0], delivered_at)
         .await
         .expect("delivered");
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
@@ -1383,7 +1385,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .expect("due")
         .is_empty());
     store
-        .mark_delivery_failed(id, "late failure report", far)
+        .mark_delivery_failed(&due[0], "late failure report", far)
         .await
         .expect("failed after delivered");
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
@@ -1399,6 +1401,78 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .await
         .expect("claim")
         .is_none());
+}
+
+/// Two instances share the outbox; the first pauses past its lease and the second takes the
+/// row over. When the first wakes, neither its failure nor its success report changes
+/// anything: the current holder's outcome stands.
+async fn outbox_a_stale_lease_holder_changes_nothing(store: S) {
+    let id = paid_order(&store, "ob-stale", 100, t0()).await;
+    let now = t0() + Duration::minutes(1);
+    let stale = store
+        .claim_notification(id, now, 30)
+        .await
+        .expect("claim")
+        .expect("the first instance holds it");
+    let current = store
+        .claim_notification(id, now + Duration::seconds(31), 30)
+        .await
+        .expect("claim")
+        .expect("the lapsed lease is taken over");
+    assert_ne!(stale.lease, current.lease);
+
+    let wrote = store
+        .mark_delivery_failed(&stale, "stale holder: timeout", now + Duration::hours(1))
+        .await
+        .expect("failure report");
+    assert!(!wrote, "a stale failure report changes nothing");
+    let wrote = store.release_unattempted(&stale).await.expect("release");
+    assert!(!wrote, "a stale release changes nothing");
+    let rows = store.outbox_for_order("ob-stale").await.expect("outbox");
+    assert_eq!(rows[0].last_error, None);
+    assert_eq!(rows[0].attempts, 3);
+    assert!(
+        store
+            .claim_due_notifications(now + Duration::seconds(40), 30, 10, true)
+            .await
+            .expect("due")
+            .is_empty(),
+        "the current holder's lease still stands"
+    );
+
+    let wrote = store
+        .mark_delivered(&current, now + Duration::seconds(35))
+        .await
+        .expect("delivered");
+    assert!(wrote, "the current holder records its delivery");
+    let wrote = store
+        .mark_delivered(&stale, now + Duration::seconds(36))
+        .await
+        .expect("stale delivered report");
+    assert!(!wrote);
+    let rows = store.outbox_for_order("ob-stale").await.expect("outbox");
+    assert_eq!(rows[0].status, OutboxStatus::Delivered);
+    assert_eq!(rows[0].delivered_at, Some(ms(now + Duration::seconds(35))));
+}
+
+/// A delivery claimed but never sent (the invocation ran out of time) gives its lease back
+/// without counting an attempt.
+async fn outbox_an_unattempted_claim_is_not_an_attempt(store: S) {
+    let id = paid_order(&store, "ob-unsent", 100, t0()).await;
+    let now = t0() + Duration::minutes(1);
+    let row = store
+        .claim_notification(id, now, 30)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(row.attempts, 2);
+    assert!(store.release_unattempted(&row).await.expect("release"));
+    let again = store
+        .claim_notification(id, now, 30)
+        .await
+        .expect("claim")
+        .expect("released at once, claimable again");
+    assert_eq!(again.attempts, 2, "the unsent claim was not counted");
 }
 
 /// The payer's instance delivers the row it queued: nobody else may claim it until the
@@ -1466,7 +1540,7 @@ async fn outbox_claim_due_order_and_limit(store: S) {
         .is_empty());
     // Not yet due before next_try_at (= when the order was paid).
     store
-        .mark_delivery_failed(ids[0], "x", t0() + Duration::hours(1))
+        .mark_delivery_failed(&first[0], "x", t0() + Duration::hours(1))
         .await
         .expect("failed");
     assert!(store
@@ -1485,12 +1559,12 @@ async fn outbox_concurrent_claimers(store: S) {
             tokio::spawn(async move { store.claim_notification(id, now, 60).await })
         })
         .collect();
-    let mut winners = 0;
+    let mut winners = Vec::new();
     for t in tasks {
-        if t.await.expect("task").expect("claim").is_some() {
-            winners += 1;
-        }
+        winners.extend(t.await.expect("task").expect("claim"));
     }
+    let winners_rows = winners;
+    let winners = winners_rows.len();
     assert_eq!(winners, 1, "exactly one claimer holds the lease");
     let rows = store.outbox_for_order("oc-1").await.expect("outbox");
     assert_eq!(rows[0].attempts, 2);
@@ -1500,7 +1574,7 @@ async fn outbox_concurrent_claimers(store: S) {
         all.insert(paid_order(&store, &format!("oc-many-{i}"), 100, t0()).await);
     }
     store
-        .mark_delivery_failed(id, "retry", t0())
+        .mark_delivery_failed(&winners_rows[0], "retry", t0())
         .await
         .expect("release");
     let tasks: Vec<_> = (0..4)

@@ -122,15 +122,25 @@ pub trait OutboxStore: Send + Sync {
         force: bool,
     ) -> Result<Vec<OutboxRow>, StoreError>;
 
-    async fn mark_delivered(&self, id: i64, now: OffsetDateTime) -> Result<(), StoreError>;
+    /// Records `row` delivered, if this instance still holds its lease. `false`: the lease
+    /// lapsed and another instance took the row over; nothing changed.
+    async fn mark_delivered(
+        &self,
+        row: &OutboxRow,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
-    /// Releases the lease and schedules the next try.
+    /// Releases the lease and schedules the next try, if this instance still holds it.
     async fn mark_delivery_failed(
         &self,
-        id: i64,
+        row: &OutboxRow,
         error: &str,
         next_try_at: OffsetDateTime,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back the lease of a row that was claimed but never sent; its attempt is not
+    /// counted.
+    async fn release_unattempted(&self, row: &OutboxRow) -> Result<bool, StoreError>;
 }
 
 /// What settlement needs: orders to check against, the transitions, and the log.

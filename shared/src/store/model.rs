@@ -275,4 +275,7 @@ pub struct OutboxRow {
     pub next_try_at: OffsetDateTime,
     pub created_at: OffsetDateTime,
     pub delivered_at: Option<OffsetDateTime>,
+    /// The lease this instance holds on the row (from its claim or its `mark_paid`); every
+    /// write that ends the delivery names it.
+    pub lease: Option<String>,
 }

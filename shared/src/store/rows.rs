@@ -88,6 +88,7 @@ pub(super) fn outbox(r: &mut dyn Fields) -> Result<OutboxRow, StoreError> {
         next_try_at: time(r, 7)?,
         created_at: time(r, 8)?,
         delivered_at: r.time(9)?,
+        lease: r.text(10)?,
     })
 }
 

@@ -177,7 +177,7 @@ pub fn lease_end(now: OffsetDateTime, lease_secs: i64) -> Result<OffsetDateTime,
 
 /// The delivery `mark_paid` queues, as stored: leased to the payer's instance, its first
 /// attempt counted, due now should the lease lapse.
-pub fn leased_outbox_row(id: i64, paid: &PaidTransition) -> OutboxRow {
+pub fn leased_outbox_row(id: i64, paid: &PaidTransition, lease: String) -> OutboxRow {
     OutboxRow {
         id,
         out_trade_no: paid.out_trade_no.clone(),
@@ -189,7 +189,13 @@ pub fn leased_outbox_row(id: i64, paid: &PaidTransition) -> OutboxRow {
         next_try_at: stored(paid.now),
         created_at: stored(paid.now),
         delivered_at: None,
+        lease: Some(lease),
     }
+}
+
+/// A fresh lease token: who holds a claimed delivery.
+pub fn new_lease_token() -> String {
+    crate::util::random_alnum(32)
 }
 
 /// A result `finish_refund` accepts: only outcomes are recorded.

@@ -132,6 +132,7 @@ pub(super) const TABLES: &[Table] = &[
             col("last_error", LongText),
             req("next_try_at", Time),
             col("locked_until", Time),
+            col("lease_token", Text(32)),
             req("created_at", Time),
             col("delivered_at", Time),
         ],
@@ -149,6 +150,7 @@ pub(super) const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("orders", "business_id"),
     ("payment_logs", "detail"),
     ("notify_outbox", "locked_until"),
+    ("notify_outbox", "lease_token"),
 ];
 
 /// Indexes live outside `CREATE TABLE` so a table from an earlier release gains them too.

@@ -275,7 +275,8 @@ impl MySqlStore {
         lease_secs: i64,
     ) -> Result<Option<OutboxRow>, Fail> {
         let until = rules::lease_end(now, lease_secs)?;
-        q.exec_drop(sql::CLAIM, params![dt(until)?, id, dt(now)?])
+        let lease = rules::new_lease_token();
+        q.exec_drop(sql::CLAIM, params![dt(until)?, lease, id, dt(now)?])
             .await?;
         if q.affected_rows() != 1 {
             return Ok(None);

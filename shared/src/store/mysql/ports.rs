@@ -178,24 +178,37 @@ impl OutboxStore for MySqlStore {
         .await
     }
 
-    async fn mark_delivered(&self, id: i64, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.exec(sql::MARK_DELIVERED, params![dt(now)?, id])
+    async fn mark_delivered(
+        &self,
+        row: &OutboxRow,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .exec(sql::MARK_DELIVERED, params![dt(now)?, row.id, &row.lease])
             .await?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     async fn mark_delivery_failed(
         &self,
-        id: i64,
+        row: &OutboxRow,
         error: &str,
         next_try_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        self.exec(
-            sql::MARK_DELIVERY_FAILED,
-            params![truncated_error(error), dt(next_try_at)?, id],
-        )
-        .await?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .exec(
+                sql::MARK_DELIVERY_FAILED,
+                params![truncated_error(error), dt(next_try_at)?, row.id, &row.lease],
+            )
+            .await?;
+        Ok(changed == 1)
+    }
+
+    async fn release_unattempted(&self, row: &OutboxRow) -> Result<bool, StoreError> {
+        let changed = self
+            .exec(sql::RELEASE_UNATTEMPTED, params![row.id, &row.lease])
+            .await?;
+        Ok(changed == 1)
     }
 }
 

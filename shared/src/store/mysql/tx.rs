@@ -63,6 +63,7 @@ pub(super) async fn mark_paid_in(
         return Ok(End::Rollback(None));
     }
     insert_log(tx, &paid.log, paid.now).await?;
+    let lease = rules::new_lease_token();
     tx.exec_drop(
         sql::INSERT_OUTBOX_LEASED,
         params![
@@ -71,12 +72,13 @@ pub(super) async fn mark_paid_in(
             &paid.outbox_payload,
             now,
             dt(paid.lease_until)?,
+            &lease,
             now,
         ],
     )
     .await?;
     let id = last_id(tx.last_insert_id())?;
-    Ok(End::Commit(Some(rules::leased_outbox_row(id, paid))))
+    Ok(End::Commit(Some(rules::leased_outbox_row(id, paid, lease))))
 }
 
 /// `None`: the refund number was taken concurrently (rolled back).

@@ -262,7 +262,8 @@ fn claim(
     lease_secs: i64,
 ) -> Result<Option<OutboxRow>, StoreError> {
     let until = rules::lease_end(now, lease_secs)?;
-    if exec(conn, sql::CLAIM, params![ts(until)?, id, ts(now)?])? == 1 {
+    let lease = rules::new_lease_token();
+    if exec(conn, sql::CLAIM, params![ts(until)?, lease, id, ts(now)?])? == 1 {
         one(conn, &sql::SELECT_OUTBOX, [id], rows::outbox)
     } else {
         Ok(None)
@@ -312,6 +313,7 @@ impl SqliteStore {
             });
         }
         write_log(&tx, &paid.log, paid.now)?;
+        let lease = rules::new_lease_token();
         exec(
             &tx,
             sql::INSERT_OUTBOX_LEASED,
@@ -321,13 +323,14 @@ impl SqliteStore {
                 paid.outbox_payload,
                 now,
                 ts(paid.lease_until)?,
+                lease,
                 now,
             ],
         )?;
         let id = tx.last_insert_rowid();
         tx.commit().map_err(map_err)?;
         Ok(PaidOutcome::Transitioned {
-            outbox: rules::leased_outbox_row(id, paid),
+            outbox: rules::leased_outbox_row(id, paid, lease),
         })
     }
 

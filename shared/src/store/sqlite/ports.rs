@@ -143,23 +143,40 @@ impl OutboxStore for SqliteStore {
         Ok(claimed)
     }
 
-    async fn mark_delivered(&self, id: i64, now: OffsetDateTime) -> Result<(), StoreError> {
-        exec(&self.lock(), sql::MARK_DELIVERED, params![ts(now)?, id])?;
-        Ok(())
+    async fn mark_delivered(
+        &self,
+        row: &OutboxRow,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.lock(),
+            sql::MARK_DELIVERED,
+            params![ts(now)?, row.id, row.lease],
+        )?;
+        Ok(changed == 1)
     }
 
     async fn mark_delivery_failed(
         &self,
-        id: i64,
+        row: &OutboxRow,
         error: &str,
         next_try_at: OffsetDateTime,
-    ) -> Result<(), StoreError> {
-        exec(
+    ) -> Result<bool, StoreError> {
+        let changed = exec(
             &self.lock(),
             sql::MARK_DELIVERY_FAILED,
-            params![truncated_error(error), ts(next_try_at)?, id],
+            params![truncated_error(error), ts(next_try_at)?, row.id, row.lease],
         )?;
-        Ok(())
+        Ok(changed == 1)
+    }
+
+    async fn release_unattempted(&self, row: &OutboxRow) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.lock(),
+            sql::RELEASE_UNATTEMPTED,
+            params![row.id, row.lease],
+        )?;
+        Ok(changed == 1)
     }
 }
 
