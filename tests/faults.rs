@@ -2,9 +2,10 @@
 //! row costs WeChat Pay's notification a 5xx within its 5 s, and its retry after the lock is
 //! released records the payment once, with one backend delivery.
 //!
-//! The fault: a second database session of the test's own. On MySQL it holds the order row
-//! with `SELECT … FOR UPDATE` in an open transaction; on SQLite (a shared file) it holds the
-//! write lock with `BEGIN IMMEDIATE`.
+//! Injected faults: a second database session of the test's own holds the order (on MySQL
+//! the row, with `SELECT … FOR UPDATE` in an open transaction; on SQLite, a shared file, the
+//! write lock with `BEGIN IMMEDIATE`); the fake backend hangs (holds the request 60 s),
+//! answers slowly (6 s) or answers 500 (`FakeBackend::set_delivery_fault`).
 
 mod common;
 
@@ -12,9 +13,14 @@ use std::time::{Duration, Instant};
 
 use common::{Harness, StoreKind};
 use mysql_async::prelude::Queryable;
-use wxpay_shared::store::OrderStatus;
+use serde_json::json;
+use wxpay_local::backend::DeliveryFault;
+use wxpay_shared::store::{OrderStatus, OutboxStatus};
 
-both_stores!(a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once);
+both_stores!(
+    a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once,
+    a_hung_slow_or_failing_backend_delays_only_its_delivery,
+);
 
 /// Another session in the middle of a transaction that holds the order.
 enum Holder {
@@ -106,4 +112,42 @@ async fn a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once(kind: S
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(h.backend.deliveries_for(&no), 1, "exactly one delivery");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn a_hung_slow_or_failing_backend_delays_only_its_delivery(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    for fault in [
+        DeliveryFault::Stall(Duration::from_secs(60)),
+        DeliveryFault::Stall(Duration::from_secs(6)),
+        DeliveryFault::Status(500),
+    ] {
+        h.backend.set_delivery_fault(Some(fault));
+        let no = h.create_order("o_backend", "basic").await;
+        let started = Instant::now();
+        let outcome = h.sim.pay(&no).await.expect("answered");
+        let took = started.elapsed();
+        assert_eq!(outcome.status, 204, "{fault:?}: {outcome:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{fault:?}: answered after {took:?}"
+        );
+        assert_eq!(h.order(&no).await.status, OrderStatus::Paid, "{fault:?}");
+        let outbox = h.store.outbox_for_order(&no).await.unwrap();
+        assert_eq!(outbox.len(), 1, "{fault:?}");
+        assert_eq!(outbox[0].status, OutboxStatus::Pending, "{fault:?}: waits");
+        assert_eq!(h.backend.deliveries_for(&no), 0, "{fault:?}");
+
+        h.backend.set_delivery_fault(None);
+        for _ in 0..2 {
+            let (status, body) = h
+                .call_trusted(json!({ "type": "wxpay_notify_retry", "all": true }))
+                .await;
+            assert_eq!(status, 200, "{fault:?}: {body}");
+        }
+        assert_eq!(h.backend.deliveries_for(&no), 1, "{fault:?}: exactly once");
+        let outbox = h.store.outbox_for_order(&no).await.unwrap();
+        assert_eq!(outbox[0].status, OutboxStatus::Delivered, "{fault:?}");
+    }
 }

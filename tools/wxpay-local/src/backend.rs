@@ -12,6 +12,16 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 /// One notification the backend received.
+/// How the backend misbehaves on payment notifications (prices keep working).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryFault {
+    /// Holds the request this long, then answers 200 without recording it: a hung or slow
+    /// backend whose caller has given up.
+    Stall(std::time::Duration),
+    /// Answers this status without recording the delivery.
+    Status(u16),
+}
+
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub payload: Value,
@@ -24,6 +34,7 @@ struct Inner {
     price_requests: AtomicUsize,
     prices: Mutex<Value>,
     deliveries: Mutex<Vec<Delivery>>,
+    delivery_fault: Mutex<Option<DeliveryFault>>,
     verbose: bool,
 }
 
@@ -49,6 +60,7 @@ impl FakeBackend {
             price_requests: AtomicUsize::new(0),
             prices: Mutex::new(json!({ "basic": 0.01, "premium": 29.9 })),
             deliveries: Mutex::new(Vec::new()),
+            delivery_fault: Mutex::new(None),
             verbose,
         });
         let served = inner.clone();
@@ -76,6 +88,15 @@ impl FakeBackend {
     }
 
     /// Packages in yuan, as the real backend sends them.
+    /// Payment notifications stall or fail until this is set back to `None`.
+    pub fn set_delivery_fault(&self, fault: Option<DeliveryFault>) {
+        *self
+            .inner
+            .delivery_fault
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = fault;
+    }
+
     pub fn set_prices(&self, packages: Value) {
         *self.inner.prices.lock().unwrap_or_else(|e| e.into_inner()) = packages;
     }
@@ -140,6 +161,20 @@ async fn answer(
             )
         }
         ("POST", "/api/payment/internal/notify") => {
+            let fault = *inner
+                .delivery_fault
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match fault {
+                Some(DeliveryFault::Stall(d)) => {
+                    tokio::time::sleep(d).await;
+                    return reply(200, json!({ "success": true }));
+                }
+                Some(DeliveryFault::Status(status)) => {
+                    return reply(status, json!({ "success": false, "message": "injected" }));
+                }
+                None => {}
+            }
             let presented = parts
                 .headers
                 .get("x-internal-secret")
