@@ -90,6 +90,48 @@ async fn the_order_function_answers_orders_and_refuses_refunds_and_notifications
     assert_eq!(schedule["code"], 40003, "{schedule}");
 }
 
+/// Lambda's deadline (`Lambda-Runtime-Deadline-Ms`) is the function's: with WeChat Pay
+/// stalling on the prepay (the simulator's delay fault, 10 s) and a 2 s function timeout,
+/// the binary answers 504 before the platform would kill it — though its own per-attempt
+/// limit (`WECHATPAY_TIMEOUT_MS`, 4 s) is longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_prepay_is_answered_before_lambdas_deadline() {
+    let env = LocalEnv::start(LocalOptions::for_tests())
+        .await
+        .expect("simulator and backend start");
+    let api = RuntimeApi::start().await.expect("the Runtime API listens");
+    let mut function =
+        Bootstrap::with_sqlite(Path::new(BIN), &api, "wxpay-OrderFunction", &env.vars);
+    let order = json!({
+        "type": "wxpay_order",
+        "packageType": "basic",
+        "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
+    });
+    // Warm: the platform certificates are downloaded and kept.
+    let first = api
+        .invoke(&mut function, order.clone(), INVOKE_TIMEOUT)
+        .await;
+    assert_eq!(first["code"], 0, "{first}");
+
+    env.sim.inject_fault(wxpay_sim::Fault::new(
+        "/v3/pay/transactions/jsapi",
+        1,
+        wxpay_sim::FaultKind::Delay(Duration::from_secs(10)),
+    ));
+    api.set_function_timeout(Duration::from_millis(2000));
+    let started = std::time::Instant::now();
+    let answer = api.invoke(&mut function, order, INVOKE_TIMEOUT).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(2000),
+        "answered after {took:?}, past Lambda's 2 s deadline: {answer}"
+    );
+    assert!(
+        answer["code"] == 50400 || answer["code"] == 50410,
+        "{answer}"
+    );
+}
+
 /// The linker keeps only what the handler table a binary starts with reaches. Read from the
 /// symbol table of the (unstripped, dev-profile) binary the test runs.
 #[test]

@@ -54,7 +54,12 @@ pub enum Posted {
 struct Invocation {
     id: String,
     event: Bytes,
+    /// The function's timeout: the deadline is this long after the binary receives it.
+    timeout: Duration,
 }
+
+/// Lambda's timeout when a test sets none (`template.yaml` uses 15–30 s).
+const DEFAULT_FUNCTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct ServerState {
     /// Events waiting for the binary's next `GET invocation/next`.
@@ -72,6 +77,7 @@ pub struct RuntimeApi {
     posted: tokio::sync::Mutex<mpsc::UnboundedReceiver<Posted>>,
     state: Arc<ServerState>,
     invocations: AtomicUsize,
+    function_timeout: Mutex<Duration>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -119,7 +125,7 @@ async fn serve_runtime_api(
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default()
-            + 30_000;
+            + inv.timeout.as_millis();
         let resp = Response::builder()
             .status(StatusCode::OK)
             .header("Content-Type", "application/json")
@@ -194,6 +200,7 @@ impl RuntimeApi {
             posted: tokio::sync::Mutex::new(posted),
             state,
             invocations: AtomicUsize::new(0),
+            function_timeout: Mutex::new(DEFAULT_FUNCTION_TIMEOUT),
             server,
         })
     }
@@ -203,14 +210,27 @@ impl RuntimeApi {
         self.addr
     }
 
+    /// The function timeout of the invocations queued from now on
+    /// (`Lambda-Runtime-Deadline-Ms` is that long after the binary receives one).
+    pub fn set_function_timeout(&self, timeout: Duration) {
+        if let Ok(mut t) = self.function_timeout.lock() {
+            *t = timeout;
+        }
+    }
+
     /// Queues one event for the binary's next poll; returns its request id.
     pub fn queue(&self, event: Bytes) -> String {
+        let timeout = self
+            .function_timeout
+            .lock()
+            .map_or(DEFAULT_FUNCTION_TIMEOUT, |t| *t);
         let n = self.invocations.fetch_add(1, Ordering::SeqCst);
         let id = format!("8f5f1a3c-0000-4000-8000-{n:012}");
         // The receiver lives in `state`, which `self` holds: sending cannot fail.
         let _ = self.queue.send(Invocation {
             id: id.clone(),
             event,
+            timeout,
         });
         id
     }
