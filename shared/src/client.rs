@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::crypto::{authorization_header, MerchantKey, RequestToSign};
 use crate::util::{now_utc, random_alnum};
 
+mod bill;
+pub use bill::{BillDownloadError, TradeBillResponse, MAX_BILL_BYTES};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("WeChat Pay did not answer in time")]
@@ -166,6 +169,33 @@ impl WechatPayClient {
         path_and_query: &str,
         body: &str,
     ) -> Result<RawAnswer, ClientError> {
+        let resp = self
+            .signed(method, path_and_query, body)?
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = read_capped(resp, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => ClientError::TooLarge { limit },
+                BodyError::Read(e) => classify(e),
+            })?;
+        Ok(RawAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A request to `base_url + path_and_query` carrying the merchant's signature.
+    fn signed(
+        &self,
+        method: &reqwest::Method,
+        path_and_query: &str,
+        body: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
         let nonce = random_alnum(32);
         let timestamp = now_utc().unix_timestamp();
         let auth = authorization_header(
@@ -197,20 +227,7 @@ impl WechatPayClient {
                 .header("Content-Type", "application/json")
                 .body(body.to_string());
         }
-        let resp = req.send().await.map_err(classify)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = read_capped(resp, MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| match e {
-                BodyError::TooLarge { limit } => ClientError::TooLarge { limit },
-                BodyError::Read(e) => classify(e),
-            })?;
-        Ok(RawAnswer {
-            status,
-            headers,
-            body,
-        })
+        Ok(req)
     }
 
     /// Sends with at most one retry, and only where WeChat Pay documents a retry with the
@@ -246,7 +263,7 @@ impl WechatPayClient {
     }
 
     /// Sends, verifies and decodes. `Ok(None)` for a verified `204 No Content`.
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path_and_query: &str,

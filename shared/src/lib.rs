@@ -18,4 +18,5 @@ pub mod prices;
 pub mod runtime;
 pub mod state;
 pub mod store;
+pub mod tradebill;
 pub mod util;

@@ -16,7 +16,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime, UtcOffset};
 use wxpay_shared::store::{
     open, MySqlStore, NewOrder, NewRefund, OrderStatus, OutboxStatus, PaidOutcome, PaidTransition,
-    PaymentLog, RefundReservation, RefundResult, RefundStatus, SqliteStore, Store, StoreError,
+    PaymentLog, Reconciliation, ReconciliationItem, RefundReservation, RefundResult, RefundStatus,
+    SqliteStore, Store, StoreError,
 };
 
 type S = Arc<dyn Store>;
@@ -217,6 +218,7 @@ contract_tests!(
     outbox_claim_due_order_and_limit,
     outbox_concurrent_claimers,
     logs_round_trip_oldest_first,
+    reconciliation_rows_and_items_are_kept_once,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -1724,4 +1726,82 @@ async fn mysql_legacy_tables_gain_new_columns() {
     let _ = conn.disconnect().await;
     legacy_schema_is_upgraded(db.store.clone()).await;
     db.cleanup().await;
+}
+
+async fn reconciliation_rows_and_items_are_kept_once(store: S) {
+    let r = store.reconciliations();
+    assert_eq!(r.get_reconciliation("2024-05-01").await.unwrap(), None);
+    let item = |kind: &str, order: &str, refund: &str| ReconciliationItem {
+        bill_date: "2024-05-01".into(),
+        out_trade_no: order.into(),
+        out_refund_no: refund.into(),
+        kind: kind.into(),
+        detail: format!("{kind} {order}"),
+        created_at: ms(t0()),
+    };
+    assert!(r
+        .add_reconciliation_item(&item("amount_mismatch", "A1", ""))
+        .await
+        .unwrap());
+    assert!(r
+        .add_reconciliation_item(&item("synced_refund", "A1", "R1"))
+        .await
+        .unwrap());
+    assert!(
+        !r.add_reconciliation_item(&item("amount_mismatch", "A1", ""))
+            .await
+            .unwrap(),
+        "the same discrepancy is recorded once"
+    );
+    let mut other_day = item("amount_mismatch", "A1", "");
+    other_day.bill_date = "2024-05-02".into();
+    assert!(r.add_reconciliation_item(&other_day).await.unwrap());
+    let items = r.reconciliation_items("2024-05-01").await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0], item("amount_mismatch", "A1", ""));
+
+    let run = Reconciliation {
+        bill_date: "2024-05-01".into(),
+        status: "discrepancies".into(),
+        bill_rows: 3,
+        payments: 2,
+        payment_total: 2991,
+        refunds: 1,
+        refund_total: 990,
+        repaired: 1,
+        flagged: 0,
+        updated_at: ms(t0()),
+    };
+    let saved = r.save_reconciliation(&run).await.unwrap();
+    assert_eq!(
+        (saved.repaired, saved.flagged),
+        (1, 2),
+        "flagged counts the items"
+    );
+    let again = Reconciliation {
+        repaired: 0,
+        updated_at: ms(t0() + Duration::hours(1)),
+        ..run.clone()
+    };
+    let saved = r.save_reconciliation(&again).await.unwrap();
+    assert_eq!(
+        (saved.repaired, saved.flagged),
+        (1, 2),
+        "a re-run adds nothing"
+    );
+    assert_eq!(
+        r.get_reconciliation("2024-05-01").await.unwrap(),
+        Some(saved)
+    );
+
+    // Only orders paid in the window, and only paid ones.
+    paid_order(&store, "IN_WINDOW", 100, t0()).await;
+    paid_order(&store, "NEXT_DAY", 100, t0() + Duration::days(1)).await;
+    store.insert_order(&new_order("UNPAID", 100)).await.unwrap();
+    let paid = r
+        .orders_paid_between(t0() - Duration::hours(1), t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    let nos: Vec<&str> = paid.iter().map(|o| o.out_trade_no.as_str()).collect();
+    assert_eq!(nos, ["IN_WINDOW"]);
 }

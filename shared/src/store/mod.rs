@@ -7,6 +7,7 @@
 //! inside one transaction, so duplicate and concurrent callers change nothing twice.
 
 mod mysql;
+mod reconciliation;
 mod sqlite;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 pub use mysql::MySqlStore;
+pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong talking to the database. Messages never carry the connection URL.
@@ -382,6 +384,9 @@ pub trait Store: Send + Sync {
 
     /// Refund rows for one order, oldest first.
     async fn refunds_for_order(&self, out_trade_no: &str) -> Result<Vec<Refund>, StoreError>;
+
+    /// The daily reconciliation's tables.
+    fn reconciliations(&self) -> &dyn ReconciliationStore;
 }
 
 /// Opens the store named by a `DATABASE_URL`: `mysql://…` or `sqlite://PATH`

@@ -26,6 +26,8 @@ use mysql_async::{
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use tokio::sync::OnceCell;
 
+mod reconcile;
+
 use super::{
     NewOrder, NewRefund, Order, OrderStatus, OutboxRow, OutboxStatus, PaidOutcome, PaidTransition,
     PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus, Store, StoreError,
@@ -117,6 +119,31 @@ const SCHEMA: &[&str] = &[
         created_at    DATETIME(3)  NOT NULL,
         delivered_at  DATETIME(3)  NULL,
         PRIMARY KEY (id)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS reconciliations (
+        bill_date     CHAR(10)     NOT NULL,
+        status        VARCHAR(16)  NOT NULL,
+        bill_rows     BIGINT       NOT NULL,
+        payments      BIGINT       NOT NULL,
+        payment_total BIGINT       NOT NULL,
+        refunds       BIGINT       NOT NULL,
+        refund_total  BIGINT       NOT NULL,
+        repaired      BIGINT       NOT NULL DEFAULT 0,
+        flagged       BIGINT       NOT NULL DEFAULT 0,
+        created_at    DATETIME(3)  NOT NULL,
+        updated_at    DATETIME(3)  NOT NULL,
+        PRIMARY KEY (bill_date)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+    "CREATE TABLE IF NOT EXISTS reconciliation_items (
+        id            BIGINT       NOT NULL AUTO_INCREMENT,
+        bill_date     CHAR(10)     NOT NULL,
+        out_trade_no  VARCHAR(32)  NOT NULL,
+        out_refund_no VARCHAR(64)  NOT NULL DEFAULT '',
+        kind          VARCHAR(32)  NOT NULL,
+        detail        TEXT         NOT NULL,
+        created_at    DATETIME(3)  NOT NULL,
+        PRIMARY KEY (id),
+        UNIQUE KEY uniq_reconciliation_item (bill_date, kind, out_trade_no, out_refund_no)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
 ];
 
@@ -1026,6 +1053,10 @@ fn describe_url_error(e: &UrlError) -> String {
 
 #[async_trait]
 impl Store for MySqlStore {
+    fn reconciliations(&self) -> &dyn super::ReconciliationStore {
+        self
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         // Runs the DDL even when the lazy path already did: `migrate` is the explicit,
         // always-effective form.

@@ -24,6 +24,8 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
+mod reconcile;
+
 use super::{
     NewOrder, NewRefund, Order, OrderStatus, OutboxRow, OutboxStatus, PaidOutcome, PaidTransition,
     PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus, Store, StoreError,
@@ -94,6 +96,29 @@ CREATE TABLE IF NOT EXISTS notify_outbox (
     locked_until  TEXT,
     created_at    TEXT    NOT NULL,
     delivered_at  TEXT
+);
+CREATE TABLE IF NOT EXISTS reconciliations (
+    bill_date     TEXT    NOT NULL PRIMARY KEY,
+    status        TEXT    NOT NULL,
+    bill_rows     INTEGER NOT NULL,
+    payments      INTEGER NOT NULL,
+    payment_total INTEGER NOT NULL,
+    refunds       INTEGER NOT NULL,
+    refund_total  INTEGER NOT NULL,
+    repaired      INTEGER NOT NULL DEFAULT 0,
+    flagged       INTEGER NOT NULL DEFAULT 0,
+    created_at    TEXT    NOT NULL,
+    updated_at    TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reconciliation_items (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    bill_date     TEXT    NOT NULL,
+    out_trade_no  TEXT    NOT NULL,
+    out_refund_no TEXT    NOT NULL DEFAULT '',
+    kind          TEXT    NOT NULL,
+    detail        TEXT    NOT NULL,
+    created_at    TEXT    NOT NULL,
+    UNIQUE (bill_date, kind, out_trade_no, out_refund_no)
 );
 ";
 
@@ -718,6 +743,10 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn reconciliations(&self) -> &dyn super::ReconciliationStore {
+        self
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         create_schema(&self.lock())
     }
