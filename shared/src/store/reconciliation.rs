@@ -2,9 +2,12 @@
 //! `reconciliations` row per bill date and one `reconciliation_items` row per discrepancy.
 
 use async_trait::async_trait;
+use once_cell::sync::Lazy;
 use serde::Serialize;
 use time::OffsetDateTime;
 
+use super::rows::Fields;
+use super::sql::ORDER_COLS;
 use super::{Order, StoreError};
 
 /// A row of `reconciliations`. Amounts in fen.
@@ -50,8 +53,8 @@ pub struct ReconciliationItem {
 
 #[async_trait]
 pub trait ReconciliationStore: Send + Sync {
-    /// Writes the date's row. `repaired` adds to what earlier runs repaired; `flagged` is
-    /// set to the number of items the date has now.
+    /// Writes the date's row and answers it as stored. `repaired` adds to what earlier runs
+    /// repaired; `flagged` becomes the number of items the date has now.
     async fn save_reconciliation(&self, run: &Reconciliation)
         -> Result<Reconciliation, StoreError>;
 
@@ -75,4 +78,75 @@ pub trait ReconciliationStore: Send + Sync {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<Order>, StoreError>;
+}
+
+// The statements, the same for both dialects.
+
+const RUN_COLS: &str = "bill_date, status, bill_rows, payments, payment_total, refunds, \
+     refund_total, repaired, flagged, updated_at";
+
+pub(super) static SELECT_RUN: Lazy<String> =
+    Lazy::new(|| format!("SELECT {RUN_COLS} FROM reconciliations WHERE bill_date = ?"));
+
+/// Parameters: status, bill_rows, payments, payment_total, refunds, refund_total, repaired,
+/// updated_at, bill_date (for the count), bill_date.
+pub(super) const UPDATE_RUN: &str = "UPDATE reconciliations SET status = ?, bill_rows = ?, \
+     payments = ?, payment_total = ?, refunds = ?, refund_total = ?, repaired = repaired + ?, \
+     updated_at = ?, \
+     flagged = (SELECT COUNT(*) FROM reconciliation_items WHERE bill_date = ?) \
+     WHERE bill_date = ?";
+
+/// Parameters: bill_date, status, bill_rows, payments, payment_total, refunds,
+/// refund_total, repaired, bill_date (for the count), created_at, updated_at.
+pub(super) const INSERT_RUN: &str = "INSERT INTO reconciliations (bill_date, status, \
+     bill_rows, payments, payment_total, refunds, refund_total, repaired, flagged, \
+     created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, \
+     (SELECT COUNT(*) FROM reconciliation_items WHERE bill_date = ?), ?, ?)";
+
+/// A duplicate (the same date, kind, order and refund) fails on the primary key.
+pub(super) const INSERT_ITEM: &str = "INSERT INTO reconciliation_items \
+     (bill_date, kind, out_trade_no, out_refund_no, detail, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+
+pub(super) const SELECT_ITEMS: &str = "SELECT bill_date, out_trade_no, out_refund_no, kind, \
+     detail, created_at FROM reconciliation_items WHERE bill_date = ? \
+     ORDER BY created_at, kind, out_trade_no, out_refund_no";
+
+pub(super) static ORDERS_PAID_BETWEEN: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT {ORDER_COLS} FROM orders WHERE paid_at >= ? AND paid_at < ? \
+         AND status IN ('paid', 'refunded') ORDER BY paid_at, out_trade_no"
+    )
+});
+
+fn required<T>(v: Option<T>, idx: usize) -> Result<T, StoreError> {
+    v.ok_or_else(|| StoreError::Query(format!("column {idx} is NULL")))
+}
+
+/// A row of `SELECT_RUN`.
+pub(super) fn run_row(r: &mut dyn Fields) -> Result<Reconciliation, StoreError> {
+    Ok(Reconciliation {
+        bill_date: required(r.text(0)?, 0)?,
+        status: required(r.text(1)?, 1)?,
+        bill_rows: required(r.int(2)?, 2)?,
+        payments: required(r.int(3)?, 3)?,
+        payment_total: required(r.int(4)?, 4)?,
+        refunds: required(r.int(5)?, 5)?,
+        refund_total: required(r.int(6)?, 6)?,
+        repaired: required(r.int(7)?, 7)?,
+        flagged: required(r.int(8)?, 8)?,
+        updated_at: required(r.time(9)?, 9)?,
+    })
+}
+
+/// A row of `SELECT_ITEMS`.
+pub(super) fn item_row(r: &mut dyn Fields) -> Result<ReconciliationItem, StoreError> {
+    Ok(ReconciliationItem {
+        bill_date: required(r.text(0)?, 0)?,
+        out_trade_no: required(r.text(1)?, 1)?,
+        out_refund_no: required(r.text(2)?, 2)?,
+        kind: required(r.text(3)?, 3)?,
+        detail: required(r.text(4)?, 4)?,
+        created_at: required(r.time(5)?, 5)?,
+    })
 }
