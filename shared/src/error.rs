@@ -35,6 +35,9 @@ pub enum AppError {
     },
     #[error(transparent)]
     WechatPay(#[from] ClientError),
+    /// WeChat Pay's trade bill failed its hash or is not in its documented format.
+    #[error("the trade bill cannot be used: {0}")]
+    BadBill(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{0}")]
@@ -91,6 +94,7 @@ impl AppError {
                 }
                 _ => (502, 50200),
             },
+            AppError::BadBill(_) => (502, 50220),
             AppError::Store(_) => (500, 50010),
             AppError::Internal(_) => (500, 50000),
         }

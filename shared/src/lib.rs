@@ -15,6 +15,7 @@ pub mod identity;
 pub mod notify;
 pub mod outbox;
 pub mod prices;
+pub mod reconcile;
 pub mod runtime;
 pub mod settlement;
 pub mod state;

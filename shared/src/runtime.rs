@@ -150,7 +150,7 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         };
         if is_schedule(&data) {
             let call = Call {
-                ty: crate::handlers::NOTIFY_RETRY.to_string(),
+                ty: scheduled_type(&data).to_string(),
                 data: Map::new(),
                 caller: Caller {
                     scheduled: true,
@@ -170,12 +170,28 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
 }
 
 /// A timer invocation: an EventBridge schedule or a Tencent SCF timer trigger. It can only
-/// ever start the (harmless, idempotent) delivery of what is due.
+/// ever start the (harmless, idempotent) delivery of what is due or the daily
+/// reconciliation.
 fn is_schedule(event: &Map<String, Value>) -> bool {
     let aws = event.get("source").and_then(Value::as_str) == Some("aws.events")
         && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
     let scf = event.get("Type").and_then(Value::as_str) == Some("Timer");
     aws || scf
+}
+
+/// The job a timer runs. Delivering what is due, unless the schedule names the daily
+/// reconciliation: EventBridge in the rule's input (`detail.type`), SCF in the trigger's
+/// message. Either only ever reads WeChat Pay and applies what it verifiably says.
+fn scheduled_type(event: &Map<String, Value>) -> &'static str {
+    let named = event
+        .get("detail")
+        .and_then(|d| d.get("type"))
+        .or_else(|| event.get("Message"))
+        .and_then(Value::as_str);
+    match named {
+        Some(crate::handlers::RECONCILE) => crate::handlers::RECONCILE,
+        _ => crate::handlers::NOTIFY_RETRY,
+    }
 }
 
 /// Which HTTP event shape a Lambda event is, if any.

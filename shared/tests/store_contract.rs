@@ -16,8 +16,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime, UtcOffset};
 use wxpay_shared::store::{
     open, MySqlStore, NewOrder, NewRefund, OrderStatus, Orders, OutboxStatus, PaidOutcome,
-    PaidTransition, PaymentLog, Reconciliation, ReconciliationItem, ReconciliationStore,
-    RefundReservation, RefundResult, RefundStatus, SqliteStore, Store, StoreError,
+    PaidTransition, PaymentLog, Reconciliation, ReconciliationItem, RefundReservation,
+    RefundResult, RefundStatus, SqliteStore, Store, StoreError,
 };
 
 type S = Arc<dyn Store>;

@@ -3,6 +3,7 @@
 
 pub mod order;
 pub mod query;
+pub mod reconcile;
 pub mod refund;
 pub mod retry;
 
@@ -21,10 +22,11 @@ pub const REFUND: &str = "wxpay_refund";
 pub const REFUND_QUERY: &str = "wxpay_refund_query";
 pub const REFUND_CALLBACK: &str = "wxpay_refund_callback";
 pub const NOTIFY_RETRY: &str = "wxpay_notify_retry";
+pub const RECONCILE: &str = "wxpay_reconcile";
 
 /// The types each function binary serves (SPEC §4).
 pub const ORDER_TYPES: &[&str] = &[ORDER];
-pub const CALLBACK_TYPES: &[&str] = &[ORDER_CALLBACK, REFUND_CALLBACK, NOTIFY_RETRY];
+pub const CALLBACK_TYPES: &[&str] = &[ORDER_CALLBACK, REFUND_CALLBACK, NOTIFY_RETRY, RECONCILE];
 pub const QUERY_TYPES: &[&str] = &[QUERY_BY_OUT_TRADE_NO, QUERY_BY_TRANSACTION_ID, CLOSE_ORDER];
 pub const REFUND_TYPES: &[&str] = &[REFUND, REFUND_QUERY];
 pub const ALL_TYPES: &[&str] = &[
@@ -37,6 +39,7 @@ pub const ALL_TYPES: &[&str] = &[
     REFUND_QUERY,
     REFUND_CALLBACK,
     NOTIFY_RETRY,
+    RECONCILE,
 ];
 
 /// Who is calling, as the runtime adapter established it (SPEC §3).
@@ -104,6 +107,7 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
         REFUND => refund::create(app, &call).await,
         REFUND_QUERY => refund::query(app, &call).await,
         NOTIFY_RETRY => retry::retry(app, &call).await,
+        RECONCILE => reconcile::reconcile(app, &call).await,
         ORDER_CALLBACK | REFUND_CALLBACK => Err(AppError::invalid(
             "notifications come from WeChat Pay as signed HTTP requests (Wechatpay-* headers and a resource object); they cannot be called by type",
         )),

@@ -1,0 +1,106 @@
+//! `wxpay_reconcile`: trusted callers and schedules reconcile one day's trade bill.
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::Date;
+
+use super::Call;
+use crate::client::{BillDownloadError, ClientError, MAX_BILL_BYTES};
+use crate::error::AppError;
+use crate::reconcile::{ready_at, yesterday, Reconciler};
+use crate::settlement::SettleError;
+use crate::state::App;
+use crate::util::now_utc;
+
+/// WeChat Pay's answers for a bill that does not exist (yet).
+const NOT_READY_CODES: &[&str] = &["NO_STATEMENT_EXIST", "STATEMENT_CREATING"];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReconcileRequest {
+    /// `yyyy-MM-dd`, Beijing time; default yesterday.
+    #[serde(default)]
+    bill_date: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    /// Ask WeChat Pay before 10:00 Beijing time the next day (it answers whether the bill
+    /// exists; the simulator can serve today's at once).
+    #[serde(default)]
+    early: bool,
+}
+
+fn parse_date(text: &str) -> Result<Date, AppError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, format)
+        .map_err(|_| AppError::invalid(format!("field `billDate`: `{text}` is not yyyy-MM-dd")))
+}
+
+fn not_ready(date: Date, reason: String) -> Value {
+    serde_json::json!({
+        "billDate": date.to_string(),
+        "status": "not_ready",
+        "message": format!(
+            "the trade bill for {date} is not ready ({reason}); WeChat Pay makes it after 10:00 Beijing time the next day, and the next scheduled run tries again"
+        ),
+    })
+}
+
+pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
+    if !call.caller.scheduled {
+        call.require_trusted("wxpay_reconcile")?;
+    }
+    let req: ReconcileRequest = call.parse()?;
+    let now = now_utc();
+    let date = match req.bill_date.as_deref() {
+        Some(text) => parse_date(text.trim())?,
+        None => yesterday(now),
+    };
+    let today = now.to_offset(crate::reconcile::beijing()).date();
+    if date > today {
+        return Err(AppError::invalid(format!(
+            "field `billDate`: {date} is in the future (today is {today} in Beijing)"
+        )));
+    }
+    if !req.early && now < ready_at(date) {
+        return Ok(not_ready(date, format!("it is before {}", ready_at(date))));
+    }
+    let answer = match app.wechat.trade_bill(&date.to_string()).await {
+        Ok(a) => a,
+        Err(ClientError::Api { code, message, .. }) if NOT_READY_CODES.contains(&code.as_str()) => {
+            return Ok(not_ready(date, format!("{code}: {message}")));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bill = app
+        .wechat
+        .download_trade_bill(&answer, MAX_BILL_BYTES)
+        .await
+        .map_err(|e| match e {
+            BillDownloadError::Client(e) => AppError::WechatPay(e),
+            other => AppError::BadBill(other.to_string()),
+        })?;
+    let courier = app.courier();
+    let settlement = app.settlement(&courier);
+    let reconciler = Reconciler {
+        store: app.store.as_ref(),
+        settlement: &settlement,
+        mchid: &app.config.mchid,
+        appid: &app.config.appid,
+    };
+    let outcome = reconciler
+        .run(date, &bill, req.dry_run)
+        .await
+        .map_err(|e| match e {
+            SettleError::Store(e) => AppError::Store(e),
+            SettleError::Mismatch(m) => AppError::Internal(m.to_string()),
+        })?;
+    tracing::info!(
+        bill_date = %outcome.bill_date,
+        status = outcome.status,
+        repaired = outcome.repaired,
+        flagged = outcome.flagged,
+        dry_run = outcome.dry_run,
+        "reconciliation"
+    );
+    serde_json::to_value(outcome).map_err(|e| AppError::Internal(e.to_string()))
+}
