@@ -130,7 +130,9 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
             return Err(AppError::BodyTooLarge { limit: BODY_LIMIT });
         }
         let trusted = trust(&app.config, header(&req.headers, "x-internal-secret"))?;
-        let openid = identity::header_openid(&app.config, &req.headers, req.transport)?;
+        let platform = identity::header_openid(&app.config, &req.headers, req.transport)?;
+        let session = identity::session_openid(app, identity::bearer_token(&req.headers))?;
+        let openid = identity::one_identity(platform, session)?;
         let data = parse_object(&req.body)?;
         let call = build_call(data, openid, trusted, req.source_ip.clone())?;
         handle_call(app, call).await
@@ -161,7 +163,9 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         }
         let presented = data.get("internalSecret").and_then(Value::as_str);
         let trusted = trust(&app.config, presented)?;
-        let openid = identity::user_info_openid(&data);
+        let platform = identity::user_info_openid(&data);
+        let session = identity::session_openid(app, identity::session_token_field(&data)?)?;
+        let openid = identity::one_identity(platform, session)?;
         let call = build_call(data, openid, trusted, None)?;
         handle_call(app, call).await
     }

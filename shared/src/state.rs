@@ -8,8 +8,10 @@ use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::miniprogram::MiniProgramClient;
 use crate::outbox::Courier;
 use crate::prices::Prices;
+use crate::session::SessionTokens;
 use crate::settlement::{Merchant, Settlement};
 use crate::store::{self, Store, StoreError};
 
@@ -19,6 +21,10 @@ pub struct App {
     pub wechat: WechatPayClient,
     /// The price list of `API_BASE_URL` (or `DEFAULT_PRICES` alone).
     pub prices: Prices,
+    /// Verifies session tokens; `None` without `SESSION_SECRET`.
+    pub sessions: Option<SessionTokens>,
+    /// `jscode2session`, for `wxpay_login`.
+    pub miniprogram: MiniProgramClient,
     /// One price list per `API_BASE_URL_<BUSINESSTYPE>`, each with its own warm cache:
     /// an order is priced by the backend that will be told it was paid.
     business_prices: BTreeMap<String, Prices>,
@@ -57,11 +63,25 @@ impl App {
             .iter()
             .map(|(business, url)| (business.clone(), prices_of(Some(url.clone()))))
             .collect();
+        let sessions = config.login.session_secret.as_ref().map(|secret| {
+            SessionTokens::new(
+                secret.expose().as_bytes(),
+                &config.appid,
+                config.login.session_ttl,
+            )
+        });
+        let miniprogram = MiniProgramClient::new(
+            &config.login.api_base_url,
+            &config.appid,
+            config.wechatpay_timeout,
+        );
         App {
             config: Arc::new(config),
             store,
             wechat,
             prices,
+            sessions,
+            miniprogram,
             business_prices,
             types,
             last_outbox_sweep: Mutex::new(None),

@@ -1,6 +1,8 @@
 //! Domain handlers, one module per function. They see a typed [`Call`] and the [`App`];
 //! never which invocation shape or database they run on.
 
+pub mod history;
+pub mod login;
 pub mod order;
 pub mod query;
 pub mod reconcile;
@@ -22,12 +24,21 @@ pub const REFUND: &str = "wxpay_refund";
 pub const REFUND_QUERY: &str = "wxpay_refund_query";
 pub const REFUND_CALLBACK: &str = "wxpay_refund_callback";
 pub const NOTIFY_RETRY: &str = "wxpay_notify_retry";
+pub const LOGIN: &str = "wxpay_login";
+pub const ORDER_LIST: &str = "wxpay_order_list";
+pub const STATS: &str = "wxpay_stats";
 pub const RECONCILE: &str = "wxpay_reconcile";
 
 /// The types each function binary serves (SPEC §4).
-pub const ORDER_TYPES: &[&str] = &[ORDER];
+pub const ORDER_TYPES: &[&str] = &[ORDER, LOGIN];
 pub const CALLBACK_TYPES: &[&str] = &[ORDER_CALLBACK, REFUND_CALLBACK, NOTIFY_RETRY, RECONCILE];
-pub const QUERY_TYPES: &[&str] = &[QUERY_BY_OUT_TRADE_NO, QUERY_BY_TRANSACTION_ID, CLOSE_ORDER];
+pub const QUERY_TYPES: &[&str] = &[
+    QUERY_BY_OUT_TRADE_NO,
+    QUERY_BY_TRANSACTION_ID,
+    CLOSE_ORDER,
+    ORDER_LIST,
+    STATS,
+];
 pub const REFUND_TYPES: &[&str] = &[REFUND, REFUND_QUERY];
 pub const ALL_TYPES: &[&str] = &[
     ORDER,
@@ -39,6 +50,9 @@ pub const ALL_TYPES: &[&str] = &[
     REFUND_QUERY,
     REFUND_CALLBACK,
     NOTIFY_RETRY,
+    LOGIN,
+    ORDER_LIST,
+    STATS,
     RECONCILE,
 ];
 
@@ -107,6 +121,9 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
         REFUND => refund::create(app, &call).await,
         REFUND_QUERY => refund::query(app, &call).await,
         NOTIFY_RETRY => retry::retry(app, &call).await,
+        LOGIN => login::login(app, &call).await,
+        ORDER_LIST => history::list(app, &call).await,
+        STATS => history::stats(app, &call).await,
         RECONCILE => reconcile::reconcile(app, &call).await,
         ORDER_CALLBACK | REFUND_CALLBACK => Err(AppError::invalid(
             "notifications come from WeChat Pay as signed HTTP requests (Wechatpay-* headers and a resource object); they cannot be called by type",

@@ -10,6 +10,7 @@
 //! Every state change is a guarded update (`... WHERE status IN (...)` or equivalent) inside
 //! one transaction, so duplicate and concurrent callers change nothing twice.
 
+pub mod history;
 mod model;
 mod mysql;
 mod reconciliation;
@@ -24,6 +25,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use history::OrderHistory;
 pub use model::*;
 pub use mysql::MySqlStore;
 pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
@@ -159,7 +161,9 @@ impl<T: ?Sized> Inspect for T {}
 
 /// Every port, and the schema.
 #[async_trait]
-pub trait Store: PaymentStore + Refunds + OutboxStore + ReconciliationStore + Inspect {
+pub trait Store:
+    PaymentStore + Refunds + OutboxStore + OrderHistory + ReconciliationStore + Inspect
+{
     /// Create or migrate the schema (idempotent DDL). Implementations also call it lazily.
     async fn migrate(&self) -> Result<(), StoreError>;
 

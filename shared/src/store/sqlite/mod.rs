@@ -33,6 +33,7 @@ use super::{
     Store, StoreError, Transitions,
 };
 
+mod history;
 mod ports;
 mod reconcile;
 
