@@ -373,7 +373,9 @@ fn transaction(row: &BillRow) -> Transaction {
         transaction_id: Some(row.transaction_id.clone()),
         trade_state: Some("SUCCESS".into()),
         success_time: bill_time_rfc3339(&row.trade_time),
-        payer: None::<Payer>,
+        payer: row.payer_openid.clone().map(|openid| Payer {
+            openid: Some(openid),
+        }),
         amount: Some(TransactionAmount {
             total: Some(row.total),
             currency: Some("CNY".into()),

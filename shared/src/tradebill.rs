@@ -48,6 +48,8 @@ pub struct BillRow {
     pub mchid: String,
     pub transaction_id: String,
     pub out_trade_no: String,
+    /// 用户标识: the payer's openid, when the bill has the column.
+    pub payer_openid: Option<String>,
     /// 交易状态: SUCCESS, REFUND, REVOKED.
     pub trade_state: String,
     /// 订单金额.
@@ -115,6 +117,7 @@ pub fn yuan_to_fen_signed(text: &str) -> Option<i64> {
 struct Columns {
     count: usize,
     trade_time: Option<usize>,
+    payer_openid: Option<usize>,
     appid: usize,
     mchid: usize,
     transaction_id: usize,
@@ -141,6 +144,7 @@ impl Columns {
         Ok(Columns {
             count: header.len(),
             trade_time: find(header, "交易时间").ok(),
+            payer_openid: find(header, "用户标识").ok(),
             appid: find(header, "公众账号ID")?,
             mchid: find(header, "商户号")?,
             transaction_id: find(header, "微信订单号")?,
@@ -376,6 +380,7 @@ impl BillParser {
             mchid: text(c.mchid),
             transaction_id: text(c.transaction_id),
             out_trade_no: text(c.out_trade_no),
+            payer_openid: c.payer_openid.and_then(optional),
             trade_state,
             total: self.amount(f, c.total, "订单金额")?,
             settlement_total: self.amount(f, c.settlement_total, "应结订单金额")?,

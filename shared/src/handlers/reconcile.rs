@@ -40,7 +40,7 @@ fn not_ready(date: Date, reason: String) -> Value {
         "billDate": date.to_string(),
         "status": "not_ready",
         "message": format!(
-            "the trade bill for {date} is not ready ({reason}); WeChat Pay makes it after 10:00 Beijing time the next day, and the next scheduled run tries again"
+            "no trade bill for {date} yet ({reason}); WeChat Pay makes a day's bill after 10:00 Beijing time the next day (and none for a day without payments or refunds); the next scheduled run tries again"
         ),
     })
 }
@@ -67,7 +67,12 @@ pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
     let answer = match app.wechat.trade_bill(&date.to_string()).await {
         Ok(a) => a,
         Err(ClientError::Api { code, message, .. }) if NOT_READY_CODES.contains(&code.as_str()) => {
-            return Ok(not_ready(date, format!("{code}: {message}")));
+            // NO_STATEMENT_EXIST also means "nothing happened that day"; WeChat Pay does not
+            // tell the two apart, so the day is tried again until it drops out of the window.
+            return Ok(not_ready(
+                date,
+                format!("WeChat Pay answered {code}: {message}"),
+            ));
         }
         Err(e) => return Err(e.into()),
     };
