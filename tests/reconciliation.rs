@@ -181,6 +181,18 @@ async fn reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready
         .unwrap()
         .is_none());
 
+    // A schedule reconciles yesterday and the days before it still without a result.
+    let tick = json!({
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "detail": { "type": "wxpay_reconcile" },
+    });
+    let answer = wxpay_shared::runtime::handle_raw_event(&h.env.app, tick).await;
+    assert_eq!(answer["code"], 0, "{answer}");
+    let runs = answer["data"]["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3, "{answer}");
+    assert!(runs.iter().all(|r| r["status"] == "not_ready"), "{answer}");
+
     for bad in [
         json!({ "type": "wxpay_reconcile", "billDate": "2024-13-01" }),
         json!({ "type": "wxpay_reconcile", "billDate": "2099-01-01" }),

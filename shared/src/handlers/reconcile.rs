@@ -45,23 +45,62 @@ fn not_ready(date: Date, reason: String) -> Value {
     })
 }
 
+/// Days a schedule looks back for a bill it could not reconcile yet (not ready, or a run
+/// that failed): the next tick tries them again.
+const CATCH_UP_DAYS: i64 = 3;
+
 pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
     if !call.caller.scheduled {
         call.require_trusted("wxpay_reconcile")?;
     }
     let req: ReconcileRequest = call.parse()?;
     let now = now_utc();
+    let today = now.to_offset(crate::reconcile::beijing()).date();
     let date = match req.bill_date.as_deref() {
         Some(text) => parse_date(text.trim())?,
+        None if call.caller.scheduled => return catch_up(app, now).await,
         None => yesterday(now),
     };
-    let today = now.to_offset(crate::reconcile::beijing()).date();
     if date > today {
         return Err(AppError::invalid(format!(
             "field `billDate`: {date} is in the future (today is {today} in Beijing)"
         )));
     }
-    if !req.early && now < ready_at(date) {
+    one_day(app, date, req.dry_run, req.early).await
+}
+
+/// A timer: yesterday, and each of the days before it that has no stored result yet.
+async fn catch_up(app: &App, now: time::OffsetDateTime) -> Result<Value, AppError> {
+    let last = yesterday(now);
+    let mut runs = Vec::new();
+    for back in (0..CATCH_UP_DAYS).rev() {
+        let date = last - time::Duration::days(back);
+        if date != last
+            && app
+                .store
+                .get_reconciliation(&date.to_string())
+                .await?
+                .is_some()
+        {
+            continue;
+        }
+        // One day's failure (a corrupt bill, WeChat Pay down) does not hide the others.
+        let run = one_day(app, date, false, false).await.unwrap_or_else(|e| {
+            tracing::error!(bill_date = %date, "reconciliation failed: {e}");
+            serde_json::json!({
+                "billDate": date.to_string(),
+                "status": "failed",
+                "message": e.public_message(),
+            })
+        });
+        runs.push(run);
+    }
+    Ok(serde_json::json!({ "runs": runs }))
+}
+
+async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Value, AppError> {
+    let now = now_utc();
+    if !early && now < ready_at(date) {
         return Ok(not_ready(date, format!("it is before {}", ready_at(date))));
     }
     let answer = match app.wechat.trade_bill(&date.to_string()).await {
@@ -93,7 +132,7 @@ pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
         appid: &app.config.appid,
     };
     let outcome = reconciler
-        .run(date, &bill, req.dry_run)
+        .run(date, &bill, dry_run)
         .await
         .map_err(|e| match e {
             SettleError::Store(e) => AppError::Store(e),
