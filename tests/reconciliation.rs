@@ -193,6 +193,13 @@ async fn reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready
     assert_eq!(runs.len(), 3, "{answer}");
     assert!(runs.iter().all(|r| r["status"] == "not_ready"), "{answer}");
 
+    // The CloudBase timer calls over HTTP with the secret and asks for the same catch-up.
+    let (status, body) = h
+        .call_trusted(json!({ "type": "wxpay_reconcile", "catchUp": true }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["runs"].as_array().map(Vec::len), Some(3));
+
     for bad in [
         json!({ "type": "wxpay_reconcile", "billDate": "2024-13-01" }),
         json!({ "type": "wxpay_reconcile", "billDate": "2099-01-01" }),

@@ -27,6 +27,10 @@ struct ReconcileRequest {
     /// exists; the simulator can serve today's at once).
     #[serde(default)]
     early: bool,
+    /// Without `billDate`: yesterday and the days before it still without a result, as a
+    /// schedule does (for timers that call over HTTP with the internal secret).
+    #[serde(default)]
+    catch_up: bool,
 }
 
 fn parse_date(text: &str) -> Result<Date, AppError> {
@@ -58,7 +62,7 @@ pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
     let today = now.to_offset(crate::reconcile::beijing()).date();
     let date = match req.bill_date.as_deref() {
         Some(text) => parse_date(text.trim())?,
-        None if call.caller.scheduled => return catch_up(app, now).await,
+        None if call.caller.scheduled || req.catch_up => return catch_up(app, now).await,
         None => yesterday(now),
     };
     if date > today {
