@@ -96,11 +96,10 @@ pub(super) const UPDATE_RUN: &str = "UPDATE reconciliations SET status = ?, bill
      flagged = (SELECT COUNT(*) FROM reconciliation_items WHERE bill_date = ?) \
      WHERE bill_date = ?";
 
-/// Parameters: bill_date, status, bill_rows, payments, payment_total, refunds,
-/// refund_total, repaired, bill_date (for the count), created_at, updated_at.
-pub(super) const INSERT_RUN: &str = "INSERT INTO reconciliations (bill_date, status, \
-     bill_rows, payments, payment_total, refunds, refund_total, repaired, flagged, \
-     created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, \
+/// The parameters of `UPDATE_RUN`, then `created_at`.
+pub(super) const INSERT_RUN: &str = "INSERT INTO reconciliations (status, bill_rows, \
+     payments, payment_total, refunds, refund_total, repaired, updated_at, flagged, \
+     bill_date, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, \
      (SELECT COUNT(*) FROM reconciliation_items WHERE bill_date = ?), ?, ?)";
 
 /// A duplicate (the same date, kind, order and refund) fails on the primary key.

@@ -15,41 +15,24 @@ impl MySqlStore {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let now = dt(run.updated_at)?;
-        tx.exec_drop(
-            UPDATE_RUN,
-            params![
-                &run.status,
-                run.bill_rows,
-                run.payments,
-                run.payment_total,
-                run.refunds,
-                run.refund_total,
-                run.repaired,
-                now,
-                &run.bill_date,
-                &run.bill_date,
-            ],
-        )
-        .await?;
+        let mut values = vec![
+            Value::from(&run.status),
+            Value::from(run.bill_rows),
+            Value::from(run.payments),
+            Value::from(run.payment_total),
+            Value::from(run.refunds),
+            Value::from(run.refund_total),
+            Value::from(run.repaired),
+            Value::from(now),
+            Value::from(&run.bill_date),
+            Value::from(&run.bill_date),
+        ];
+        tx.exec_drop(UPDATE_RUN, Params::Positional(values.clone()))
+            .await?;
         // updated_at always changes, so an existing row always counts as affected.
         if tx.affected_rows() == 0 {
-            tx.exec_drop(
-                INSERT_RUN,
-                params![
-                    &run.bill_date,
-                    &run.status,
-                    run.bill_rows,
-                    run.payments,
-                    run.payment_total,
-                    run.refunds,
-                    run.refund_total,
-                    run.repaired,
-                    &run.bill_date,
-                    now,
-                    now,
-                ],
-            )
-            .await?;
+            values.push(Value::from(now));
+            tx.exec_drop(INSERT_RUN, Params::Positional(values)).await?;
         }
         let saved = one(&mut tx, &SELECT_RUN, params![&run.bill_date], run_row)
             .await?

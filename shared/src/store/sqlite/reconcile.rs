@@ -1,7 +1,7 @@
 //! The reconciliation port over SQLite: the shared statements, one critical section each.
 
 use async_trait::async_trait;
-use rusqlite::ErrorCode;
+use rusqlite::{params_from_iter, ErrorCode};
 
 use super::*;
 use crate::store::reconciliation::{
@@ -21,40 +21,21 @@ impl ReconciliationStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
         let now = ts(run.updated_at)?;
-        let updated = exec(
-            &tx,
-            UPDATE_RUN,
-            params![
-                run.status,
-                run.bill_rows,
-                run.payments,
-                run.payment_total,
-                run.refunds,
-                run.refund_total,
-                run.repaired,
-                now,
-                run.bill_date,
-                run.bill_date,
-            ],
-        )?;
-        if updated == 0 {
-            exec(
-                &tx,
-                INSERT_RUN,
-                params![
-                    run.bill_date,
-                    run.status,
-                    run.bill_rows,
-                    run.payments,
-                    run.payment_total,
-                    run.refunds,
-                    run.refund_total,
-                    run.repaired,
-                    run.bill_date,
-                    now,
-                    now,
-                ],
-            )?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+            &run.status,
+            &run.bill_rows,
+            &run.payments,
+            &run.payment_total,
+            &run.refunds,
+            &run.refund_total,
+            &run.repaired,
+            &now,
+            &run.bill_date,
+            &run.bill_date,
+        ];
+        if exec(&tx, UPDATE_RUN, params_from_iter(values.iter()))? == 0 {
+            values.push(&now);
+            exec(&tx, INSERT_RUN, params_from_iter(values.iter()))?;
         }
         let saved = one(&tx, &SELECT_RUN, [&run.bill_date], run_row)?
             .ok_or_else(|| StoreError::Query("reconciliation row not written".into()))?;
