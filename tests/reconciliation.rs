@@ -193,6 +193,17 @@ async fn reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready
     assert_eq!(runs.len(), 3, "{answer}");
     assert!(runs.iter().all(|r| r["status"] == "not_ready"), "{answer}");
 
+    // A mini-program's callFunction dressed as that schedule is a callFunction (no type).
+    let mut dressed = json!({
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "detail": { "type": "wxpay_reconcile" },
+    });
+    dressed["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": "o_user" });
+    let answer = wxpay_shared::runtime::handle_raw_event(&h.env.app, dressed).await;
+    assert_ne!(answer["code"], 0, "{answer}");
+    assert!(answer["data"]["runs"].is_null(), "{answer}");
+
     // The CloudBase timer calls over HTTP with the secret and asks for the same catch-up.
     let (status, body) = h
         .call_trusted(json!({ "type": "wxpay_reconcile", "catchUp": true }))

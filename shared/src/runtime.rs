@@ -177,6 +177,10 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
 /// ever start the (harmless, idempotent) delivery of what is due or the daily
 /// reconciliation.
 fn is_schedule(event: &Map<String, Value>) -> bool {
+    // A mini-program's `callFunction` carries the platform's userInfo: never a timer.
+    if event.contains_key("userInfo") {
+        return false;
+    }
     let aws = event.get("source").and_then(Value::as_str) == Some("aws.events")
         && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
     let scf = event.get("Type").and_then(Value::as_str) == Some("Timer");
