@@ -66,11 +66,7 @@ impl WechatPayClient {
             return Err(BillDownloadError::HashType(answer.hash_type.clone()));
         }
         // The request carries the merchant's signature: it goes to WeChat Pay only.
-        let path_and_query = answer
-            .download_url
-            .trim()
-            .strip_prefix(self.base_url.as_str())
-            .filter(|p| p.starts_with('/'))
+        let path_and_query = download_path(&self.base_url, &answer.download_url)
             .ok_or(BillDownloadError::ForeignUrl)?;
         let mut resp = self
             .signed(&reqwest::Method::GET, path_and_query, "")?
@@ -122,5 +118,41 @@ impl WechatPayClient {
             return Err(e.into());
         }
         Ok(parser.finish()?)
+    }
+}
+
+/// The path and query of `download_url` when it is on `base_url`'s host (`base_url` has no
+/// trailing slash); `None` for anywhere else.
+fn download_path<'a>(base_url: &str, download_url: &'a str) -> Option<&'a str> {
+    download_url
+        .trim()
+        .strip_prefix(base_url)
+        .filter(|p| p.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::download_path;
+
+    #[test]
+    fn the_signed_download_only_goes_to_wechat_pay() {
+        let base = "https://api.mch.weixin.qq.com";
+        assert_eq!(
+            download_path(
+                base,
+                "https://api.mch.weixin.qq.com/v3/billdownload/file?token=x"
+            ),
+            Some("/v3/billdownload/file?token=x")
+        );
+        for foreign in [
+            "https://api.mch.weixin.qq.com.evil.example/v3/billdownload/file",
+            "https://api.mch.weixin.qq.com@evil.example/v3/billdownload/file",
+            "https://evil.example/v3/billdownload/file?u=https://api.mch.weixin.qq.com/",
+            "http://api.mch.weixin.qq.com/v3/billdownload/file",
+            "https://api.mch.weixin.qq.com",
+            "",
+        ] {
+            assert_eq!(download_path(base, foreign), None, "{foreign}");
+        }
     }
 }
