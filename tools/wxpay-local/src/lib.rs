@@ -3,6 +3,7 @@
 //! business backend, wired with freshly generated merchant keys.
 
 pub mod backend;
+pub mod lambda_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
