@@ -294,7 +294,7 @@ pub(crate) fn render(st: &State, tamper: &BillTamper, date: Date) -> Option<Vec<
     Some(file.into_bytes())
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))

@@ -4,15 +4,8 @@
 use serde_json::{json, Value};
 use time::Date;
 
+use crate::bill::query_param as param;
 use crate::{RefundOutcome, SimError, Simulator};
-
-fn param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
 
 fn error(e: &SimError) -> (u16, Value) {
     let (status, code) = match e {
