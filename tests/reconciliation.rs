@@ -16,6 +16,7 @@ both_stores!(
     reconciliation_repairs_syncs_and_flags_and_a_second_run_changes_nothing,
     reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready,
     a_bill_whose_hash_does_not_match_changes_nothing,
+    a_payment_the_bill_does_not_list_is_flagged,
 );
 
 fn beijing_today() -> String {
@@ -245,4 +246,24 @@ async fn a_bill_whose_hash_does_not_match_changes_nothing(kind: StoreKind) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn a_payment_the_bill_does_not_list_is_flagged(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    let listed = h.create_paid_order("o_listed", "premium").await;
+    let unlisted = h.create_paid_order("o_unlisted", "premium").await;
+    h.sim.drop_from_bill(&unlisted);
+    let today = beijing_today();
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        kinds(&body["data"]),
+        vec![("missing_from_bill".into(), unlisted.clone(), false, false)]
+    );
+    assert_eq!(body["data"]["payments"], 1);
+    assert_eq!(h.order(&unlisted).await.status, OrderStatus::Paid);
+    assert_eq!(h.order(&listed).await.status, OrderStatus::Paid);
 }
