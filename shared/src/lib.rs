@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod handlers;
 pub mod identity;
+pub mod logging;
 pub mod notify;
 pub mod outbox;
 pub mod prices;
