@@ -10,6 +10,7 @@ pub mod client;
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod formats;
 pub mod handlers;
 pub mod identity;
 pub mod logging;

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{NotificationBody, RefundInfo, Transaction};
 use crate::certs::{SignatureHeaders, VerifyError};
+use crate::formats::FormatError;
 use crate::state::App;
 use crate::store::{
     Order, PaidOutcome, PaidTransition, PaymentLog, RefundResult, RefundStatus, StoreError,
@@ -78,12 +79,24 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     let event_type = notification.event_type.clone();
     let answer = if event_type.starts_with("TRANSACTION.") {
         match decrypt::<Transaction>(app, &notification) {
-            Ok(tx) => payment(app, &event_type, tx, started).await,
+            Ok(tx) => match tx.check_format() {
+                Ok(()) => payment(app, &event_type, tx, started).await,
+                Err(e) => {
+                    let no = tx.out_trade_no.as_deref();
+                    out_of_format(app, "PAYMENT MISMATCH", &event_type, no, e).await
+                }
+            },
             Err(a) => a,
         }
     } else if event_type.starts_with("REFUND.") {
         match decrypt::<RefundInfo>(app, &notification) {
-            Ok(r) => refund(app, &event_type, r).await,
+            Ok(r) => match r.check_format() {
+                Ok(()) => refund(app, &event_type, r).await,
+                Err(e) => {
+                    let no = r.out_trade_no.as_deref();
+                    out_of_format(app, "REFUND MISMATCH", &event_type, no, e).await
+                }
+            },
             Err(a) => a,
         }
     } else {
@@ -109,6 +122,34 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
         }
     }
     answer
+}
+
+/// A verified resource with a field outside WeChat Pay's documented format: logged,
+/// recorded without the offending value (it may not fit a column), not applied, and
+/// answered 400 so WeChat Pay keeps the notification while an operator looks.
+async fn out_of_format(
+    app: &App,
+    alarm: &str,
+    event_type: &str,
+    out_trade_no: Option<&str>,
+    e: FormatError,
+) -> NotifyAnswer {
+    tracing::error!(event_type, "{alarm}, notification not applied: {e}");
+    let log = PaymentLog {
+        log_type: "callback".into(),
+        out_trade_no: out_trade_no
+            .filter(|no| crate::util::is_valid_reference(no))
+            .map(str::to_string),
+        event_type: Some("MISMATCH".into()),
+        detail: Some(
+            serde_json::json!({ "event_type": event_type, "problem": e.to_string() }).to_string(),
+        ),
+        ..Default::default()
+    };
+    if let Err(se) = app.store.insert_log(&log, now_utc()).await {
+        tracing::error!("mismatch log not written: {se}");
+    }
+    NotifyAnswer::fail(400, format!("notification resource out of format: {e}"))
 }
 
 fn decrypt<T: DeserializeOwned>(app: &App, n: &NotificationBody) -> Result<T, NotifyAnswer> {
