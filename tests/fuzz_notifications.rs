@@ -20,7 +20,10 @@ both_stores!(
     only_a_matching_payment_pays_the_order,
 );
 
-fn run(kind: StoreKind, property: impl FnOnce(&tokio::runtime::Runtime, &Harness) + Send + 'static) {
+fn run(
+    kind: StoreKind,
+    property: impl FnOnce(&tokio::runtime::Runtime, &Harness) + Send + 'static,
+) {
     // The harness needs a runtime of its own: proptest calls the property synchronously.
     std::thread::spawn(move || {
         let rt = props::runtime();
@@ -259,7 +262,11 @@ async fn only_a_matching_payment_pays_the_order(kind: StoreKind) {
                     ),
                     (
                         "transaction_id",
-                        present("4200000000202612020000000001", case.transaction_id, "4200000000202612029999999999"),
+                        present(
+                            "4200000000202612020000000001",
+                            case.transaction_id,
+                            "4200000000202612029999999999",
+                        ),
                     ),
                 ];
                 for (name, value) in fields {
