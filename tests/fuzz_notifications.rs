@@ -9,15 +9,17 @@ mod props;
 use common::{Harness, StoreKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use wxpay_shared::store::OrderStatus;
+use wxpay_shared::store::{OrderStatus, RefundStatus};
 use wxpay_sim::{NotificationEvent, SignedNotification};
 
 const SIGNATURE_CASES: u32 = 150;
 const TRANSACTION_CASES: u32 = 120;
+const REFUND_CASES: u32 = 80;
 
 both_stores!(
     a_tampered_signature_or_envelope_changes_nothing,
     only_a_matching_payment_pays_the_order,
+    only_a_matching_refund_changes_what_was_refunded,
 );
 
 fn run(
@@ -285,6 +287,179 @@ async fn only_a_matching_payment_pays_the_order(kind: StoreKind) {
                 prop_assert_eq!(paid, case.genuine(), "answered {} {}", status, body);
                 if case.trade_state == "SUCCESS" {
                     prop_assert_eq!(status == 204, paid, "{}", body);
+                }
+                Ok(())
+            })
+            .unwrap();
+    });
+}
+
+/// A refund resource's departures from the genuine `REFUND.SUCCESS` of a 100-fen refund.
+#[derive(Debug, Clone)]
+struct RefundCase {
+    mchid: Field,
+    out_trade_no: Field,
+    transaction_id: Field,
+    out_refund_no: Field,
+    /// `amount.refund` is 100 plus this.
+    refund_delta: i64,
+    /// `amount.total` is the paid 2,990 plus this.
+    total_delta: i64,
+    refund_status: &'static str,
+}
+
+#[derive(Debug, Clone)]
+enum RefundDeviation {
+    Mchid(Field),
+    OutTradeNo(Field),
+    TransactionId(Field),
+    OutRefundNo(Field),
+    Refund(i64),
+    Total(i64),
+    Status(&'static str),
+}
+
+fn refund_case() -> impl Strategy<Value = RefundCase> {
+    let refund = prop::sample::select(vec![
+        1i64,
+        -1,
+        -101,
+        -100_100,
+        2890,
+        2891,
+        1_000_000_000_000_000,
+    ]);
+    let total = prop::sample::select(vec![1i64, -1, -2990]);
+    let status = prop::sample::select(vec!["CLOSED", "ABNORMAL", "PROCESSING", "success"]);
+    let deviation = prop_oneof![
+        1 => field().prop_map(RefundDeviation::Mchid),
+        2 => field().prop_map(RefundDeviation::OutTradeNo),
+        1 => field().prop_map(RefundDeviation::TransactionId),
+        2 => field().prop_map(RefundDeviation::OutRefundNo),
+        2 => refund.prop_map(RefundDeviation::Refund),
+        1 => total.prop_map(RefundDeviation::Total),
+        1 => status.prop_map(RefundDeviation::Status),
+    ];
+    prop::collection::vec(deviation, 0..3).prop_map(|deviations| {
+        let mut case = RefundCase {
+            mchid: Field::Genuine,
+            out_trade_no: Field::Genuine,
+            transaction_id: Field::Genuine,
+            out_refund_no: Field::Genuine,
+            refund_delta: 0,
+            total_delta: 0,
+            refund_status: "SUCCESS",
+        };
+        for d in deviations {
+            match d {
+                RefundDeviation::Mchid(f) => case.mchid = f,
+                RefundDeviation::OutTradeNo(f) => case.out_trade_no = f,
+                RefundDeviation::TransactionId(f) => case.transaction_id = f,
+                RefundDeviation::OutRefundNo(f) => case.out_refund_no = f,
+                RefundDeviation::Refund(d) => case.refund_delta = d,
+                RefundDeviation::Total(d) => case.total_delta = d,
+                RefundDeviation::Status(s) => case.refund_status = s,
+            }
+        }
+        case
+    })
+}
+
+impl RefundCase {
+    /// What the order's `refunded_amount` must be after the notification: the refund we
+    /// hold when everything matches it; a refund we do not hold (another number, made in
+    /// the merchant portal) when it fits beside the 100 fen still in flight; else nothing.
+    fn refunded(&self) -> i64 {
+        let amount = 100 + self.refund_delta;
+        let order_matches = self.mchid == Field::Genuine
+            && self.out_trade_no == Field::Genuine
+            && self.transaction_id == Field::Genuine
+            && self.total_delta == 0
+            && self.refund_status == "SUCCESS";
+        if !order_matches {
+            return 0;
+        }
+        match self.out_refund_no {
+            Field::Genuine if self.refund_delta == 0 => 100,
+            // Byte for byte, another case is another refund number.
+            Field::Unknown | Field::OtherCase if (1..=2890).contains(&amount) => amount,
+            _ => 0,
+        }
+    }
+}
+
+async fn only_a_matching_refund_changes_what_was_refunded(kind: StoreKind) {
+    run(kind, |rt, h| {
+        props::runner(REFUND_CASES)
+            .run(&refund_case(), |case| {
+                let no = rt.block_on(h.create_paid_order("o_fuzz", "premium"));
+                let refund_no = rt.block_on(h.start_refund(&no, Some(100)));
+                let sim_order = h.sim.order(&no).expect("paid at the simulator");
+                let transaction_id = sim_order.transaction_id.clone().unwrap_or_default();
+                let c = h.sim.config();
+                let unknown_refund = format!("PORTAL{}", &no[no.len() - 20..]);
+                let amount = 100 + case.refund_delta;
+                let mut plain = json!({
+                    "refund_id": "50300000002026120200000000001",
+                    "refund_status": case.refund_status,
+                    "success_time": "2026-12-02T12:00:00+08:00",
+                    "user_received_account": "支付用户零钱",
+                    "amount": {
+                        "total": 2990 + case.total_delta, "refund": amount,
+                        "payer_total": 2990, "payer_refund": amount
+                    }
+                });
+                let fields = [
+                    ("mchid", present(&c.mchid, case.mchid, "1900000999")),
+                    (
+                        "out_trade_no",
+                        present(&no, case.out_trade_no, "WX20261202000000NotAnOrder000000"),
+                    ),
+                    (
+                        "transaction_id",
+                        present(
+                            &transaction_id,
+                            case.transaction_id,
+                            "4200000000202612029999999999",
+                        ),
+                    ),
+                    (
+                        "out_refund_no",
+                        present(&refund_no, case.out_refund_no, &unknown_refund),
+                    ),
+                ];
+                for (name, value) in fields {
+                    if let Some(v) = value {
+                        plain[name] = v;
+                    }
+                }
+                let n = h.sim.notification(NotificationEvent {
+                    event_type: "REFUND.SUCCESS".into(),
+                    original_type: "refund".into(),
+                    plaintext: plain,
+                });
+                let (status, body) = rt.block_on(deliver(h, &n));
+                props::check_notify_answer(status, &body)?;
+                let order = rt.block_on(h.order(&no));
+                prop_assert_eq!(
+                    order.refunded_amount,
+                    case.refunded(),
+                    "answered {} {}",
+                    status,
+                    body
+                );
+                let held = rt
+                    .block_on(h.store.get_refund(&refund_no))
+                    .unwrap()
+                    .unwrap();
+                prop_assert_eq!(held.amount, 100, "the refund we hold keeps its amount");
+                if case.refunded() == 0 && case.refund_status == "SUCCESS" {
+                    prop_assert!(
+                        status >= 400,
+                        "a refund that changed nothing was acknowledged: {}",
+                        body
+                    );
+                    prop_assert_eq!(held.status, RefundStatus::Processing);
                 }
                 Ok(())
             })
