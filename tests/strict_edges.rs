@@ -61,6 +61,14 @@ async fn a_malformed_chunked_body_is_a_400_envelope_not_too_large() {
     let fail: Value = serde_json::from_str(&body).expect("a FAIL body");
     assert_eq!(fail["code"], "FAIL", "{fail}");
 
+    // A Content-Length that is not one number is refused by the HTTP parser itself, before
+    // our code runs: a 400 (hyper writes it, without an envelope), never a 413.
+    for length in ["abc", "5, 6", "-1"] {
+        let raw = format!("POST /pay HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n{{}}");
+        let (status, _) = raw_request(&h, raw.as_bytes()).await;
+        assert_eq!(status, 400, "Content-Length: {length}");
+    }
+
     // A body that really is too large is still 413.
     let big = format!("{{\"type\":\"{}\"}}", "a".repeat(70 * 1024));
     let (status, text) = h.post_raw("/pay", &[], big).await;
