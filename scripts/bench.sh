@@ -6,7 +6,7 @@
 #   scripts/bench.sh load            only the load tool (Rust vs Node)
 # Environment: BENCH_DATABASE_URL (default mysql://root@127.0.0.1:3306/wxpay_bench — dropped
 # and recreated by every run), N (1000), C (16), ROUNDS (3: load rounds, medians reported),
-# COLD_RUNS (20).
+# COLD_RUNS (20), BASELINE (an earlier build of wxpay_functions, measured in the same rounds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
@@ -59,7 +59,9 @@ load() {
   echo "== Node.js reference: npm ci"
   (cd bench/node-reference && npm ci --no-audit --no-fund --loglevel=error)
   echo "== load and cold starts, Rust router vs Node.js reference"
-  "$target/release/wxpay-load" --bin "$target/release/wxpay_functions" \
+  baseline=()
+  if [ -n "${BASELINE:-}" ]; then baseline=(--baseline "$BASELINE"); fi
+  "$target/release/wxpay-load" --bin "$target/release/wxpay_functions" "${baseline[@]}" \
     --node bench/node-reference --database-url "$db_url" \
     --requests "$n" --concurrency "$c" --rounds "$rounds" --cold-runs "$cold_runs"
 }

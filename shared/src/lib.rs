@@ -18,6 +18,7 @@ pub mod notify;
 pub mod outbox;
 pub mod prices;
 pub mod runtime;
+pub mod settlement;
 pub mod state;
 pub mod store;
 pub mod util;

@@ -4,22 +4,22 @@
 //! backoff for `wxpay_notify_retry` or a later notification.
 //!
 //! A row is leased before it is sent, so two instances never send it at the same time, and
-//! a delivered row is never claimable again.
+//! a delivered row is never claimable again. The row a payment queues is written already
+//! leased to the instance that recorded the payment, which hands it to [`Dispatch`] without
+//! claiming it.
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use async_trait::async_trait;
+use serde::Serialize;
 
 use crate::client::http_client;
-use crate::error::AppError;
-use crate::handlers::Call;
-use crate::state::App;
-use crate::store::OutboxRow;
+use crate::config::Config;
+use crate::store::{OutboxRow, OutboxStore};
 use crate::util::now_utc;
 
 /// Longer than any delivery attempt (5 s), so a lease only expires if its holder died.
-const LEASE_SECS: i64 = 30;
+pub const LEASE_SECS: i64 = 30;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_BASE_SECS: i64 = 30;
 const BACKOFF_CAP_SECS: i64 = 3600;
@@ -33,6 +33,20 @@ pub fn backoff(attempts: i64) -> time::Duration {
     time::Duration::seconds(secs)
 }
 
+/// The outbox port settlement sees: hand over a delivery queued leased to this instance.
+#[async_trait]
+pub trait Dispatch: Send + Sync {
+    /// Tries to deliver `row` within `budget`; on any failure it stays queued and its lease
+    /// is released with the next try scheduled.
+    async fn deliver(&self, row: OutboxRow, budget: Duration);
+}
+
+/// Delivers outbox rows to the business backend named by the configuration.
+pub struct Courier<'a> {
+    store: &'a dyn OutboxStore,
+    config: &'a Config,
+}
+
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct DeliveryReport {
     pub attempted: usize,
@@ -40,127 +54,111 @@ pub struct DeliveryReport {
     pub failed: usize,
 }
 
-/// Posts one claimed row; records the outcome. Returns whether it was delivered.
-async fn send(app: &App, row: &OutboxRow, timeout: Duration) -> bool {
-    let result = async {
-        let base = app
-            .config
-            .backend_url_for(row.business_type.as_deref())
-            .ok_or_else(|| "API_BASE_URL is not configured".to_string())?;
-        let mut req = http_client()
-            .post(format!("{base}/api/payment/internal/notify"))
-            .timeout(timeout)
-            .header("Content-Type", "application/json")
-            .body(row.payload.clone());
-        if let Some(secret) = &app.config.internal_secret {
-            req = req.header("X-Internal-Secret", secret.expose());
+impl<'a> Courier<'a> {
+    pub fn new(store: &'a dyn OutboxStore, config: &'a Config) -> Self {
+        Courier { store, config }
+    }
+
+    /// Posts one claimed row; records the outcome. Returns whether it was delivered.
+    async fn send(&self, row: &OutboxRow, timeout: Duration) -> bool {
+        let result = async {
+            let base = self
+                .config
+                .backend_url_for(row.business_type.as_deref())
+                .ok_or_else(|| "API_BASE_URL is not configured".to_string())?;
+            let mut req = http_client()
+                .post(format!("{base}/api/payment/internal/notify"))
+                .timeout(timeout)
+                .header("Content-Type", "application/json")
+                .body(row.payload.clone());
+            if let Some(secret) = &self.config.internal_secret {
+                req = req.header("X-Internal-Secret", secret.expose());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| format!("backend unreachable: {}", e.without_url()))?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("backend answered HTTP {}", resp.status().as_u16()))
+            }
         }
-        let resp = req
-            .send()
+        .await;
+        let now = now_utc();
+        match result {
+            Ok(()) => {
+                if let Err(e) = self.store.mark_delivered(row.id, now).await {
+                    // The lease expires and the row is sent again later: at-least-once, never lost.
+                    tracing::error!(id = row.id, "delivered but not marked: {e}");
+                }
+                tracing::info!(id = row.id, out_trade_no = %row.out_trade_no, "backend notified");
+                true
+            }
+            Err(error) => {
+                let next = now + backoff(row.attempts);
+                tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try at {next}: {error}");
+                if let Err(e) = self.store.mark_delivery_failed(row.id, &error, next).await {
+                    tracing::error!(id = row.id, "delivery failure not recorded: {e}");
+                }
+                false
+            }
+        }
+    }
+
+    /// Delivers up to `limit` due rows (`force`: every pending row) within `budget`.
+    pub async fn deliver_due(&self, force: bool, limit: i64, budget: Duration) -> DeliveryReport {
+        let started = Instant::now();
+        let mut report = DeliveryReport::default();
+        let rows = match self
+            .store
+            .claim_due_notifications(now_utc(), LEASE_SECS, limit, force)
             .await
-            .map_err(|e| format!("backend unreachable: {}", e.without_url()))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("backend answered HTTP {}", resp.status().as_u16()))
-        }
-    }
-    .await;
-    let now = now_utc();
-    match result {
-        Ok(()) => {
-            if let Err(e) = app.store.mark_delivered(row.id, now).await {
-                // The lease expires and the row is sent again later: at-least-once, never lost.
-                tracing::error!(id = row.id, "delivered but not marked: {e}");
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!("outbox not readable: {e}");
+                return report;
             }
-            tracing::info!(id = row.id, out_trade_no = %row.out_trade_no, "backend notified");
-            true
-        }
-        Err(error) => {
-            let next = now + backoff(row.attempts);
-            tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try at {next}: {error}");
-            if let Err(e) = app.store.mark_delivery_failed(row.id, &error, next).await {
-                tracing::error!(id = row.id, "delivery failure not recorded: {e}");
+        };
+        for row in rows {
+            let left = budget.saturating_sub(started.elapsed());
+            if left < Duration::from_millis(200) {
+                // Out of time: give the lease back so the row is not stuck for LEASE_SECS.
+                let _ = self
+                    .store
+                    .mark_delivery_failed(row.id, "not attempted: out of time", now_utc())
+                    .await;
+                continue;
             }
-            false
+            report.attempted += 1;
+            if self.send(&row, left.min(DELIVERY_TIMEOUT)).await {
+                report.delivered += 1;
+            } else {
+                report.failed += 1;
+            }
         }
+        report
     }
 }
 
-/// Tries to deliver one freshly queued row within `budget`; on any failure it stays queued.
-pub async fn deliver_now(app: &App, id: i64, budget: Duration) {
-    if budget < Duration::from_millis(200) {
-        return;
-    }
-    match app
-        .store
-        .claim_notification(id, now_utc(), LEASE_SECS)
-        .await
-    {
-        Ok(Some(row)) => {
-            send(app, &row, budget.min(DELIVERY_TIMEOUT)).await;
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(id, "outbox row not claimed, left for retry: {e}"),
-    }
-}
-
-/// Delivers up to `limit` due rows (`force`: every pending row) within `budget`.
-pub async fn deliver_due(app: &App, force: bool, limit: i64, budget: Duration) -> DeliveryReport {
-    let started = Instant::now();
-    let mut report = DeliveryReport::default();
-    let rows = match app
-        .store
-        .claim_due_notifications(now_utc(), LEASE_SECS, limit, force)
-        .await
-    {
-        Ok(rows) => rows,
-        Err(e) => {
-            tracing::warn!("outbox not readable: {e}");
-            return report;
-        }
-    };
-    for row in rows {
-        let left = budget.saturating_sub(started.elapsed());
-        if left < Duration::from_millis(200) {
-            // Out of time: give the lease back so the row is not stuck for LEASE_SECS.
-            let _ = app
+#[async_trait]
+impl Dispatch for Courier<'_> {
+    async fn deliver(&self, row: OutboxRow, budget: Duration) {
+        if budget < Duration::from_millis(200) {
+            // Too late to try: give the lease back so the next sweep sends it, instead of
+            // leaving it locked for LEASE_SECS.
+            if let Err(e) = self
                 .store
                 .mark_delivery_failed(row.id, "not attempted: out of time", now_utc())
-                .await;
-            continue;
+                .await
+            {
+                tracing::warn!(id = row.id, "outbox lease not released: {e}");
+            }
+            return;
         }
-        report.attempted += 1;
-        if send(app, &row, left.min(DELIVERY_TIMEOUT)).await {
-            report.delivered += 1;
-        } else {
-            report.failed += 1;
-        }
+        self.send(&row, budget.min(DELIVERY_TIMEOUT)).await;
     }
-    report
-}
-
-#[derive(Deserialize)]
-struct RetryRequest {
-    #[serde(default)]
-    all: bool,
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
-/// `wxpay_notify_retry`: trusted callers and schedules deliver what is due;
-/// `{"all":true}` (trusted only) sends every pending row now.
-pub async fn retry(app: &App, call: &Call) -> Result<Value, AppError> {
-    if !call.caller.scheduled {
-        call.require_trusted("wxpay_notify_retry")?;
-    }
-    let req: RetryRequest = call.parse()?;
-    if req.all {
-        call.require_trusted("`all`")?;
-    }
-    let limit = req.limit.unwrap_or(100).clamp(1, 1000);
-    let report = deliver_due(app, req.all, limit, Duration::from_secs(25)).await;
-    Ok(serde_json::to_value(report).unwrap_or_default())
 }
 
 #[cfg(test)]

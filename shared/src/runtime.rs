@@ -106,7 +106,9 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
     // A notification is recognised by its signature header; the body must then carry a
     // `resource`, which the notification handler checks.
     if req.headers.contains_key("wechatpay-signature") {
-        if !app.serves_notifications() {
+        if !(app.serves(crate::handlers::ORDER_CALLBACK)
+            || app.serves(crate::handlers::REFUND_CALLBACK))
+        {
             return notify_response(NotifyAnswer::fail(
                 404,
                 "this function does not receive WeChat Pay notifications",

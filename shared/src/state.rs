@@ -8,7 +8,9 @@ use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::outbox::Courier;
 use crate::prices::Prices;
+use crate::settlement::{Merchant, Settlement};
 use crate::store::{self, Store, StoreError};
 
 pub struct App {
@@ -106,9 +108,21 @@ impl App {
         self.types.contains(&ty)
     }
 
-    /// Whether this binary answers WeChat Pay notifications.
-    pub fn serves_notifications(&self) -> bool {
-        self.serves(crate::handlers::ORDER_CALLBACK)
-            || self.serves(crate::handlers::REFUND_CALLBACK)
+    /// Deliveries to the business backend from this instance.
+    pub fn courier(&self) -> Courier<'_> {
+        Courier::new(self.store.as_ref(), &self.config)
+    }
+
+    /// Settles this merchant's payments and refunds against the store, handing deliveries
+    /// to `courier`.
+    pub fn settlement<'a>(&'a self, courier: &'a Courier<'a>) -> Settlement<'a> {
+        Settlement::new(
+            self.store.as_ref(),
+            Merchant {
+                mchid: &self.config.mchid,
+                appid: &self.config.appid,
+            },
+            courier,
+        )
     }
 }

@@ -15,8 +15,9 @@ use mysql_async::prelude::Queryable;
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime, UtcOffset};
 use wxpay_shared::store::{
-    open, MySqlStore, NewOrder, NewRefund, OrderStatus, OutboxStatus, PaidOutcome, PaidTransition,
-    PaymentLog, RefundReservation, RefundResult, RefundStatus, SqliteStore, Store, StoreError,
+    open, MySqlStore, NewOrder, NewRefund, OrderStatus, Orders, OutboxStatus, PaidOutcome,
+    PaidTransition, PaymentLog, RefundReservation, RefundResult, RefundStatus, SqliteStore, Store,
+    StoreError,
 };
 
 type S = Arc<dyn Store>;
@@ -214,6 +215,7 @@ contract_tests!(
     revive_failed_refund_only_if_it_still_fits,
     finish_refund_concurrent_duplicates,
     outbox_claim_lease_deliver_fail,
+    mark_paid_queues_its_delivery_leased,
     outbox_claim_due_order_and_limit,
     outbox_concurrent_claimers,
     logs_round_trip_oldest_first,
@@ -267,7 +269,10 @@ fn paid(no: &str, amount: i64, now: OffsetDateTime) -> PaidTransition {
             amount_total: Some(amount),
             detail: Some(r#"{"trade_state":"SUCCESS"}"#.to_string()),
         },
+        business_type: Some("photo".to_string()),
         outbox_payload: format!(r#"{{"outTradeNo":"{no}","status":"paid"}}"#),
+        // The caller's lease has already lapsed: the row is anybody's to claim.
+        lease_until: now,
         now,
     }
 }
@@ -283,7 +288,7 @@ async fn paid_order(store: &S, no: &str, amount: i64, now: OffsetDateTime) -> i6
         .await
         .expect("mark paid")
     {
-        PaidOutcome::Transitioned { outbox_id, .. } => outbox_id,
+        PaidOutcome::Transitioned { outbox } => outbox.id,
         other => panic!("expected Transitioned, got {other:?}"),
     }
 }
@@ -552,10 +557,12 @@ async fn mark_paid_transitions_once(store: S) {
     for no in ["mp-pending", "mp-failed", "mp-closed"] {
         let mut p = paid(no, 2990, now);
         p.payer_openid = Some("o-from-wechat".to_string());
-        let (order, outbox_id) = match store.mark_paid(&p).await.expect("mark paid") {
-            PaidOutcome::Transitioned { order, outbox_id } => (order, outbox_id),
+        let queued = match store.mark_paid(&p).await.expect("mark paid") {
+            PaidOutcome::Transitioned { outbox } => outbox,
             other => panic!("{no}: expected Transitioned, got {other:?}"),
         };
+        let outbox_id = queued.id;
+        let order = store.get_order(no).await.expect("get").expect("found");
         assert_eq!(order.status, OrderStatus::Paid, "{no}");
         assert_eq!(
             order.transaction_id.as_deref(),
@@ -593,11 +600,22 @@ async fn mark_paid_transitions_once(store: S) {
         assert_eq!(row.business_type.as_deref(), Some("photo"));
         assert_eq!(row.payload, p.outbox_payload);
         assert_eq!(row.status, OutboxStatus::Pending);
-        assert_eq!(row.attempts, 0);
+        assert_eq!(
+            row.attempts, 1,
+            "{no}: queued leased, its first attempt counted"
+        );
         assert_eq!(row.last_error, None);
         assert_eq!(row.next_try_at, ms(now));
         assert_eq!(row.created_at, ms(now));
         assert_eq!(row.delivered_at, None);
+        // What mark_paid handed back is the row as stored.
+        assert_eq!(queued.payload, row.payload);
+        assert_eq!(queued.business_type, row.business_type);
+        assert_eq!(queued.out_trade_no, row.out_trade_no);
+        assert_eq!(queued.status, row.status);
+        assert_eq!(queued.attempts, row.attempts);
+        assert_eq!(queued.next_try_at, row.next_try_at);
+        assert_eq!(queued.created_at, row.created_at);
 
         let logs = store.logs_for_order(no).await.expect("logs");
         assert_eq!(logs.len(), 1, "{no}: one log row");
@@ -1267,7 +1285,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .expect("claim")
         .expect("first claim wins");
     assert_eq!(row.id, id);
-    assert_eq!(row.attempts, 1);
+    assert_eq!(row.attempts, 2);
     assert_eq!(row.status, OutboxStatus::Pending);
     assert_eq!(row.out_trade_no, "ob-1");
 
@@ -1292,7 +1310,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .await
         .expect("claim")
         .expect("an expired lease can be taken over");
-    assert_eq!(row.attempts, 2);
+    assert_eq!(row.attempts, 3);
 
     // Failure: lease released, next try scheduled, error kept short.
     let long_error = "é".repeat(3000);
@@ -1323,7 +1341,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .expect("forced");
     assert_eq!(forced.len(), 1, "force takes pending rows that are not due");
     assert_eq!(forced[0].id, id);
-    assert_eq!(forced[0].attempts, 3);
+    assert_eq!(forced[0].attempts, 4);
 
     store
         .mark_delivery_failed(id, "502 from backend", now + Duration::minutes(5))
@@ -1339,7 +1357,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .await
         .expect("due");
     assert_eq!(due.len(), 1, "due exactly at next_try_at");
-    assert_eq!(due[0].attempts, 4);
+    assert_eq!(due[0].attempts, 5);
     assert_eq!(due[0].last_error.as_deref(), Some("502 from backend"));
 
     let delivered_at = now + Duration::minutes(6);
@@ -1350,7 +1368,7 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
     assert_eq!(rows[0].status, OutboxStatus::Delivered);
     assert_eq!(rows[0].delivered_at, Some(ms(delivered_at)));
-    assert_eq!(rows[0].attempts, 4);
+    assert_eq!(rows[0].attempts, 5);
 
     // Delivered is final: never claimable, not even forced or after any lease.
     let far = now + Duration::days(30);
@@ -1383,6 +1401,42 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
         .is_none());
 }
 
+/// The payer's instance delivers the row it queued: nobody else may claim it until the
+/// lease it was inserted with lapses.
+async fn mark_paid_queues_its_delivery_leased(store: S) {
+    store
+        .insert_order(&new_order("ol-1", 100))
+        .await
+        .expect("insert");
+    let now = t0();
+    let mut p = paid("ol-1", 100, now);
+    p.lease_until = now + Duration::seconds(30);
+    let id = match store.mark_paid(&p).await.expect("mark paid") {
+        PaidOutcome::Transitioned { outbox } => {
+            assert_eq!(outbox.attempts, 1);
+            outbox.id
+        }
+        other => panic!("expected Transitioned, got {other:?}"),
+    };
+    let during = now + Duration::seconds(29);
+    assert!(store
+        .claim_notification(id, during, 30)
+        .await
+        .expect("claim")
+        .is_none());
+    assert!(store
+        .claim_due_notifications(during, 30, 10, true)
+        .await
+        .expect("due")
+        .is_empty());
+    let row = store
+        .claim_notification(id, now + Duration::seconds(30), 30)
+        .await
+        .expect("claim")
+        .expect("a lapsed lease can be taken over");
+    assert_eq!(row.attempts, 2);
+}
+
 async fn outbox_claim_due_order_and_limit(store: S) {
     let mut ids = Vec::new();
     for i in 0..3 {
@@ -1399,7 +1453,7 @@ async fn outbox_claim_due_order_and_limit(store: S) {
         ids[..2],
         "oldest first, at most `limit`"
     );
-    assert!(first.iter().all(|r| r.attempts == 1));
+    assert!(first.iter().all(|r| r.attempts == 2));
     let second = store
         .claim_due_notifications(now, 60, 2, false)
         .await
@@ -1439,7 +1493,7 @@ async fn outbox_concurrent_claimers(store: S) {
     }
     assert_eq!(winners, 1, "exactly one claimer holds the lease");
     let rows = store.outbox_for_order("oc-1").await.expect("outbox");
-    assert_eq!(rows[0].attempts, 1);
+    assert_eq!(rows[0].attempts, 2);
 
     let mut all = HashSet::from([id]);
     for i in 0..5 {

@@ -4,6 +4,7 @@
 pub mod order;
 pub mod query;
 pub mod refund;
+pub mod retry;
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -102,7 +103,7 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
         CLOSE_ORDER => query::close(app, &call).await,
         REFUND => refund::create(app, &call).await,
         REFUND_QUERY => refund::query(app, &call).await,
-        NOTIFY_RETRY => crate::outbox::retry(app, &call).await,
+        NOTIFY_RETRY => retry::retry(app, &call).await,
         ORDER_CALLBACK | REFUND_CALLBACK => Err(AppError::invalid(
             "notifications come from WeChat Pay as signed HTTP requests (Wechatpay-* headers and a resource object); they cannot be called by type",
         )),

@@ -10,7 +10,7 @@ use super::Call;
 use crate::api::Transaction;
 use crate::client::ClientError;
 use crate::error::AppError;
-use crate::notify::{record_payment, RecordError};
+use crate::settlement::{PaymentRecord, SettleError};
 use crate::state::App;
 use crate::store::{Order, OrderStatus, PaymentLog};
 use crate::util::{is_valid_reference, now_utc};
@@ -77,12 +77,16 @@ async fn sync(app: &App, order: &Order, tx: &Transaction) -> Result<bool, AppErr
     match tx.trade_state.as_deref() {
         Some("SUCCESS") | Some("REFUND") if order.status.is_unpaid() => {
             // A missed or late notification: the same checked transition as the callback.
-            match record_payment(app, tx, "query", SYNC_BUDGET).await {
-                Ok(crate::notify::PaymentRecord::Recorded(_)) => Ok(true),
-                Ok(crate::notify::PaymentRecord::Duplicate(_)) => Ok(false),
-                Err(RecordError::Store(e)) => Err(e.into()),
-                Err(RecordError::Mismatch(m)) => {
-                    tracing::error!(out_trade_no = %order.out_trade_no, "PAYMENT MISMATCH on query: {m}");
+            let courier = app.courier();
+            let settled = app
+                .settlement(&courier)
+                .record_transaction(tx, "query", "TRANSACTION.SUCCESS", SYNC_BUDGET)
+                .await;
+            match settled {
+                Ok(PaymentRecord::Recorded) => Ok(true),
+                Ok(PaymentRecord::Duplicate | PaymentRecord::NotPaid) => Ok(false),
+                Err(SettleError::Store(e)) => Err(e.into()),
+                Err(SettleError::Mismatch(m)) => {
                     Err(AppError::Conflict(format!(
                         "WeChat Pay reports a payment that does not match this order ({m}); an operator must check it"
                     )))

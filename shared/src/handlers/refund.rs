@@ -11,7 +11,7 @@ use super::{bounded, parse_amount, Call};
 use crate::api::{RefundAmountRequest, RefundInfo, RefundRequest};
 use crate::client::ClientError;
 use crate::error::AppError;
-use crate::notify::{record_refund, RecordError};
+use crate::settlement::SettleError;
 use crate::state::App;
 use crate::store::{NewRefund, Order, PaymentLog, Refund, RefundReservation, RefundStatus};
 use crate::util::{is_valid_reference, new_reference, now_utc};
@@ -291,10 +291,15 @@ fn refusal_code(e: &ClientError) -> String {
 
 /// Records a final state WeChat Pay reported in an API answer.
 async fn sync_final(app: &App, info: &RefundInfo) -> Result<(), AppError> {
-    match record_refund(app, info, "refund", None).await {
+    let courier = app.courier();
+    let settled = app
+        .settlement(&courier)
+        .record_refund(info, "refund", None)
+        .await;
+    match settled {
         Ok(_) => Ok(()),
-        Err(RecordError::Store(e)) => Err(e.into()),
-        Err(RecordError::Mismatch(m)) => {
+        Err(SettleError::Store(e)) => Err(e.into()),
+        Err(SettleError::Mismatch(m)) => {
             tracing::error!(out_refund_no = ?info.out_refund_no, "refund answer mismatch: {m}");
             Err(AppError::Internal(format!("refund answer mismatch: {m}")))
         }

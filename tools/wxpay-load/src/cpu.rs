@@ -43,6 +43,8 @@ pub struct CpuPerRequest {
     pub function: Duration,
     pub database: Option<Duration>,
     pub tool: Duration,
+    /// Statements the MySQL server executed per request (its `Questions` counter).
+    pub statements: Option<f64>,
 }
 
 /// Readings at the start of a phase.
@@ -80,6 +82,7 @@ impl CpuMark {
             function: delta(self.function, process_cpu(function_pid))?,
             database: delta(self.database, database_pid.and_then(process_cpu)),
             tool: delta(self.tool, process_cpu(std::process::id()))?,
+            statements: None,
         })
     }
 }

@@ -46,6 +46,14 @@ impl Database {
         matches!(self, Database::MySql { .. })
     }
 
+    /// Counts the server's statements from now on (MySQL only).
+    pub async fn statement_counter(&self) -> Option<StatementCounter> {
+        match self {
+            Database::MySql { url, .. } => StatementCounter::start(url).await,
+            Database::Sqlite { .. } => None,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Database::MySql { name, .. } => format!("MySQL database `{name}`"),
@@ -82,4 +90,39 @@ impl Database {
             }
         }
     }
+}
+
+/// Statements the MySQL server executed, from its `Questions` status counter: every
+/// statement a client sent (BEGIN and COMMIT included; prepares, pings and connects not).
+/// The counter is the server's, so anything else using the server during a phase counts too.
+pub struct StatementCounter {
+    conn: mysql_async::Conn,
+    start: u64,
+}
+
+impl StatementCounter {
+    /// Opens its own connection before the phase, so connecting is not counted.
+    pub async fn start(url: &str) -> Option<StatementCounter> {
+        let opts = mysql_async::Opts::from_url(url).ok()?;
+        let server = mysql_async::OptsBuilder::from_opts(opts).db_name(None::<String>);
+        let mut conn = mysql_async::Conn::new(server).await.ok()?;
+        let start = questions(&mut conn).await?;
+        Some(StatementCounter { conn, start })
+    }
+
+    /// Statements per request since `start`, without this counter's own second reading.
+    pub async fn per_request(mut self, requests: usize) -> Option<f64> {
+        let now = questions(&mut self.conn).await?;
+        let _ = self.conn.disconnect().await;
+        let executed = now.checked_sub(self.start)?.saturating_sub(1);
+        (requests > 0).then(|| executed as f64 / requests as f64)
+    }
+}
+
+async fn questions(conn: &mut mysql_async::Conn) -> Option<u64> {
+    let row: Option<(String, String)> = conn
+        .query_first("SHOW GLOBAL STATUS LIKE 'Questions'")
+        .await
+        .ok()?;
+    row?.1.parse().ok()
 }

@@ -32,7 +32,8 @@ use wxpay_sim::{PlatformMode, SignedNotification, SimConfig, Simulator};
 use cold::Spread;
 use db::Database;
 use report::{
-    compare, mb, ms, print_cpu, print_stats, print_summary, LoadRound, Summary, TargetScope,
+    compare, mb, ms, print_cpu, print_database_work, print_stats, print_summary, LoadRound,
+    Summary, TargetScope,
 };
 use target::{Kind, Running};
 
@@ -43,6 +44,8 @@ optionally side by side with the Node.js reference.
 USAGE: wxpay-load [OPTIONS]
 
   --bin PATH            router binary [target/release/wxpay_functions]
+  --baseline PATH       also measure this router binary (an earlier build) in the same run,
+                        rounds interleaved, and print the database work of all side by side
   --node DIR            also measure the Node.js reference in DIR (runs `node index.js`
                         there; `npm ci` it first) and print the ratios; needs MySQL
   --node-bin PATH       the node executable [node]
@@ -68,6 +71,7 @@ const SECRET: &str = "bench-internal-secret-0123456789";
 #[derive(Debug, Clone)]
 struct Args {
     bin: PathBuf,
+    baseline: Option<PathBuf>,
     node_dir: Option<PathBuf>,
     node_bin: String,
     database_url: Option<String>,
@@ -85,6 +89,7 @@ struct Args {
 fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         bin: PathBuf::from("target/release/wxpay_functions"),
+        baseline: None,
         node_dir: None,
         node_bin: "node".into(),
         database_url: None,
@@ -112,6 +117,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         match flag.as_str() {
             "-h" | "--help" => return Ok(None),
             "--bin" => a.bin = PathBuf::from(value("--bin")?),
+            "--baseline" => a.baseline = Some(PathBuf::from(value("--baseline")?)),
             "--node" => a.node_dir = Some(PathBuf::from(value("--node")?)),
             "--node-bin" => a.node_bin = value("--node-bin")?,
             "--database-url" => a.database_url = Some(value("--database-url")?),
@@ -389,6 +395,7 @@ async fn load_round(
             args.requests, args.concurrency
         );
         let (c, u) = (client.clone(), url.clone());
+        let statements = db.statement_counter().await;
         let mark = cpu::mark(proc.pid(), stack.db_pid);
         let (stats, results) = drive::run("orders", args.requests, args.concurrency, move |i| {
             let (c, u) = (c.clone(), u.clone());
@@ -396,6 +403,13 @@ async fn load_round(
         })
         .await;
         round.orders_cpu = mark.per_request(proc.pid(), stack.db_pid, args.requests);
+        let per_order = match statements {
+            Some(s) => s.per_request(args.requests).await,
+            None => None,
+        };
+        if let Some(c) = round.orders_cpu.as_mut() {
+            c.statements = per_order;
+        }
         print_stats("orders", &stats);
         print_cpu(round.orders_cpu.as_ref());
         if stats.errors > 0 {
@@ -429,6 +443,7 @@ async fn load_round(
             args.concurrency
         );
         let (c, u, ns) = (client.clone(), url.clone(), notes.clone());
+        let statements = db.statement_counter().await;
         let mark = cpu::mark(proc.pid(), stack.db_pid);
         let (stats, _) = drive::run("notifications", notes.len(), args.concurrency, move |i| {
             let (c, u, ns) = (c.clone(), u.clone(), ns.clone());
@@ -436,6 +451,13 @@ async fn load_round(
         })
         .await;
         round.notifications_cpu = mark.per_request(proc.pid(), stack.db_pid, notes.len());
+        let per_notification = match statements {
+            Some(s) => s.per_request(notes.len()).await,
+            None => None,
+        };
+        if let Some(c) = round.notifications_cpu.as_mut() {
+            c.statements = per_notification;
+        }
         print_stats("notifications", &stats);
         print_cpu(round.notifications_cpu.as_ref());
         let failed = stats.errors + args.requests.saturating_sub(notes.len());
@@ -574,6 +596,7 @@ async fn run(args: Args) -> Result<bool, String> {
     }
     let mut kinds = vec![Kind::Rust {
         bin: args.bin.clone(),
+        label: "rust",
     }];
     if let Some(dir) = &args.node_dir {
         if !dir.join("node_modules").is_dir() {
@@ -585,6 +608,12 @@ async fn run(args: Args) -> Result<bool, String> {
         kinds.push(Kind::Node {
             node: args.node_bin.clone(),
             dir: dir.clone(),
+        });
+    }
+    if let Some(bin) = &args.baseline {
+        kinds.push(Kind::Rust {
+            bin: bin.clone(),
+            label: "baseline",
         });
     }
     println!("wxpay-load: {}", machine());
@@ -663,7 +692,16 @@ async fn run(args: Args) -> Result<bool, String> {
     for (kind, summary) in kinds.iter().zip(&summaries) {
         print_summary(&kind.describe(), summary);
     }
-    if let [ours, node] = summaries.as_slice() {
+    if kinds.len() > 2 || args.baseline.is_some() {
+        let named: Vec<(String, &Summary)> = kinds
+            .iter()
+            .map(Kind::describe)
+            .zip(summaries.iter())
+            .collect();
+        print_database_work(&named);
+    }
+    let node = kinds.iter().position(|k| matches!(k, Kind::Node { .. }));
+    if let (Some(ours), Some(node)) = (summaries.first(), node.map(|i| &summaries[i])) {
         compare(
             ours,
             node,

@@ -62,6 +62,11 @@ impl PhaseSummary {
                 .collect::<Option<Vec<_>>>()
                 .map(median_duration),
             tool: median_duration(cpus.iter().map(|c| c.tool).collect()),
+            statements: cpus
+                .iter()
+                .map(|c| c.statements)
+                .collect::<Option<Vec<_>>>()
+                .and_then(median_f64),
         });
         Some(PhaseSummary {
             cpu,
@@ -148,6 +153,10 @@ fn cpu_line(c: &CpuPerRequest) -> String {
         .database
         .map(|d| format!(", database server {}", ms(d)))
         .unwrap_or_default();
+    let db = match c.statements {
+        Some(n) => format!("{db} ({n:.2} statements)"),
+        None => db,
+    };
     format!(
         "function {}{db}, load tool {} (simulator, backend, client)",
         ms(c.function),
@@ -241,6 +250,10 @@ fn f_ms(v: f64) -> String {
 
 fn f_mb(v: f64) -> String {
     mb(v as u64)
+}
+
+fn f_count(v: f64) -> String {
+    format!("{v:.2}")
 }
 
 fn f_rate(v: f64) -> String {
@@ -349,6 +362,20 @@ pub fn compare(ours: &Summary, node: &Summary, scope: &TargetScope) {
         String::new(),
     );
     row(
+        "MySQL statements per notification",
+        ours.notifications
+            .as_ref()
+            .and_then(|p| p.cpu.as_ref())
+            .and_then(|c| c.statements),
+        node.notifications
+            .as_ref()
+            .and_then(|p| p.cpu.as_ref())
+            .and_then(|c| c.statements),
+        f_count,
+        true,
+        String::new(),
+    );
+    row(
         "notification p50",
         pct(&ours.notifications, |p| p.p50),
         pct(&node.notifications, |p| p.p50),
@@ -365,4 +392,33 @@ pub fn compare(ours: &Summary, node: &Summary, scope: &TargetScope) {
         _ => String::new(),
     };
     row("notification p99", o, n, f_ms, true, target);
+}
+
+/// The database work per notification of every implementation measured in this run, side
+/// by side: what limits how far a deployment sharing one database grows.
+pub fn print_database_work(named: &[(String, &Summary)]) {
+    println!("\n== database work per notification (medians)");
+    println!(
+        "  {:<58} {:>10} {:>12} {:>12} {:>10} {:>9}",
+        "", "statements", "MariaDB CPU", "function CPU", "notif/s", "p99"
+    );
+    for (name, s) in named {
+        let Some(p) = &s.notifications else {
+            continue;
+        };
+        let cpu = p.cpu.as_ref();
+        println!(
+            "  {:<58} {:>10} {:>12} {:>12} {:>10.1} {:>9}",
+            name,
+            cpu.and_then(|c| c.statements)
+                .map(f_count)
+                .unwrap_or_else(|| "-".into()),
+            cpu.and_then(|c| c.database)
+                .map(ms)
+                .unwrap_or_else(|| "-".into()),
+            cpu.map(|c| ms(c.function)).unwrap_or_else(|| "-".into()),
+            p.throughput,
+            ms(p.p99)
+        );
+    }
 }

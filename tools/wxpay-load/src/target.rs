@@ -13,8 +13,9 @@ use crate::cold::Answer;
 /// Which implementation to start.
 #[derive(Debug, Clone)]
 pub enum Kind {
-    /// The Rust router (`wxpay_functions`) in local HTTP mode.
-    Rust { bin: PathBuf },
+    /// The Rust router (`wxpay_functions`) in local HTTP mode; `label` names its logs and
+    /// databases (`rust`, or `baseline` for an earlier build measured alongside).
+    Rust { bin: PathBuf, label: &'static str },
     /// `node index.js` in DIR: the Node.js reference.
     Node { node: String, dir: PathBuf },
 }
@@ -22,14 +23,14 @@ pub enum Kind {
 impl Kind {
     pub fn label(&self) -> &'static str {
         match self {
-            Kind::Rust { .. } => "rust",
+            Kind::Rust { label, .. } => label,
             Kind::Node { .. } => "node",
         }
     }
 
     pub fn describe(&self) -> String {
         match self {
-            Kind::Rust { bin } => format!("Rust router {}", bin.display()),
+            Kind::Rust { bin, .. } => format!("Rust router {}", bin.display()),
             Kind::Node { dir, .. } => {
                 format!("Node.js reference {}", dir.join("index.js").display())
             }
@@ -74,7 +75,7 @@ impl Running {
         let port = free_port().map_err(|e| format!("no free port: {e}"))?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = match kind {
-            Kind::Rust { bin } => Command::new(bin),
+            Kind::Rust { bin, .. } => Command::new(bin),
             Kind::Node { node, dir } => {
                 let mut c = Command::new(node);
                 c.arg("index.js").current_dir(dir);
@@ -102,7 +103,7 @@ impl Running {
         cmd.stdout(out).stderr(err);
         let spawned_at = Instant::now();
         let child = cmd.spawn().map_err(|e| match kind {
-            Kind::Rust { bin } => format!(
+            Kind::Rust { bin, .. } => format!(
                 "cannot start {}: {e} (build it with `cargo build --release -p wxpay_functions`, or pass --bin)",
                 bin.display()
             ),

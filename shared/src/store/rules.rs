@@ -1,0 +1,389 @@
+//! The decisions both stores make, as pure functions: what counts as unpaid, how much of an
+//! order may still be refunded, which refund results still apply, and when an order is
+//! `refunded`. The dialects only read the rows these need and write what they decide.
+
+use once_cell::sync::Lazy;
+use time::OffsetDateTime;
+
+use super::rows::stored;
+use super::{
+    NewRefund, Order, OrderStatus, OutboxRow, OutboxStatus, PaidTransition, Refund,
+    RefundReservation, RefundResult, RefundStatus, StoreError,
+};
+
+/// Money has not moved yet: WeChat Pay may still report these orders paid.
+pub const UNPAID: &[OrderStatus] = &[
+    OrderStatus::Pending,
+    OrderStatus::Failed,
+    OrderStatus::Closed,
+];
+
+/// A prepay that did not succeed may fail an order only while nothing else happened to it.
+pub const FAILABLE: &[OrderStatus] = &[OrderStatus::Pending];
+
+/// An order nobody paid may be closed; a failed one too (its prepay may exist after all).
+pub const CLOSABLE: &[OrderStatus] = &[OrderStatus::Pending, OrderStatus::Failed];
+
+/// Refunds whose money WeChat Pay holds or may still pay out: `processing`, and `abnormal`
+/// until the merchant re-routes it. They count against what remains.
+pub const IN_FLIGHT: &[RefundStatus] = &[RefundStatus::Processing, RefundStatus::Abnormal];
+
+/// Refunds a final result may still change. `failed` is one: WeChat Pay may have created the
+/// refund after all (a timeout we took for a refusal), and its word wins. So is `abnormal`:
+/// a re-routed abnormal refund still ends `success` or `closed`.
+pub const OPEN: &[RefundStatus] = &[
+    RefundStatus::Processing,
+    RefundStatus::Failed,
+    RefundStatus::Abnormal,
+];
+
+/// `'pending', 'failed', 'closed'`: a status set as an SQL list, for guarded updates.
+pub fn sql_list<S: Copy>(statuses: &[S], name: fn(S) -> &'static str) -> String {
+    statuses
+        .iter()
+        .map(|s| format!("'{}'", name(*s)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub static UNPAID_SQL: Lazy<String> = Lazy::new(|| sql_list(UNPAID, OrderStatus::as_str));
+pub static FAILABLE_SQL: Lazy<String> = Lazy::new(|| sql_list(FAILABLE, OrderStatus::as_str));
+pub static CLOSABLE_SQL: Lazy<String> = Lazy::new(|| sql_list(CLOSABLE, OrderStatus::as_str));
+pub static IN_FLIGHT_SQL: Lazy<String> = Lazy::new(|| sql_list(IN_FLIGHT, RefundStatus::as_str));
+pub static OPEN_SQL: Lazy<String> = Lazy::new(|| sql_list(OPEN, RefundStatus::as_str));
+
+/// What the order was paid (the paid amount once known, the order amount before).
+pub fn paid_total(order: &Order) -> i64 {
+    order.paid_amount.unwrap_or(order.amount)
+}
+
+/// Why a refund may not be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotRefundable(OrderStatus),
+    Exceeds { requested: i64, remaining: i64 },
+}
+
+impl From<Refusal> for RefundReservation {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotRefundable(status) => RefundReservation::NotRefundable(status),
+            Refusal::Exceeds {
+                requested,
+                remaining,
+            } => RefundReservation::Exceeds {
+                requested,
+                remaining,
+            },
+        }
+    }
+}
+
+/// The refund to reserve on `order`: `requested` (or everything that remains when `None`),
+/// where `remaining = paid − refunded − in flight`.
+pub fn reserve(order: &Order, in_flight: i64, requested: Option<i64>) -> Result<i64, Refusal> {
+    if order.status != OrderStatus::Paid {
+        return Err(Refusal::NotRefundable(order.status));
+    }
+    let remaining = paid_total(order) - order.refunded_amount - in_flight;
+    let requested = requested.unwrap_or(remaining);
+    if requested < 1 || requested > remaining {
+        return Err(Refusal::Exceeds {
+            requested,
+            remaining,
+        });
+    }
+    Ok(requested)
+}
+
+/// An `out_refund_no` that already exists: the same refund retried, or another order's.
+pub fn existing_reservation(existing: Refund, out_trade_no: &str) -> RefundReservation {
+    if existing.out_trade_no == out_trade_no {
+        RefundReservation::Existing(existing)
+    } else {
+        RefundReservation::OtherOrder(existing)
+    }
+}
+
+/// Whether a final result still changes a known refund: it must name the same order, the
+/// refund must be open, and the state must differ.
+pub fn result_applies(known: &Refund, result: &RefundResult) -> bool {
+    if known.out_trade_no != result.out_trade_no {
+        tracing::warn!(
+            out_refund_no = %result.out_refund_no,
+            "refund result names another order than the one recorded; ignored"
+        );
+        return false;
+    }
+    OPEN.contains(&known.status) && known.status != result.status
+}
+
+/// The refund a successful reservation writes: `processing`, WeChat Pay not yet asked.
+pub fn reserved_refund(refund: &NewRefund, amount: i64) -> Refund {
+    Refund {
+        out_refund_no: refund.out_refund_no.clone(),
+        out_trade_no: refund.out_trade_no.clone(),
+        refund_id: None,
+        amount,
+        status: RefundStatus::Processing,
+        reason: refund.reason.clone(),
+        created_at: stored(refund.now),
+        success_at: None,
+    }
+}
+
+/// When a refund succeeded: as reported, or now when WeChat Pay did not say.
+fn success_at(result: &RefundResult) -> Option<OffsetDateTime> {
+    (result.status == RefundStatus::Success)
+        .then(|| stored(result.success_at.unwrap_or(result.now)))
+}
+
+/// A refund we did not reserve (made in the merchant portal, or our reservation was lost),
+/// recorded as WeChat Pay reports it.
+pub fn reported_refund(result: &RefundResult) -> Refund {
+    Refund {
+        out_refund_no: result.out_refund_no.clone(),
+        out_trade_no: result.out_trade_no.clone(),
+        refund_id: result.refund_id.clone(),
+        amount: result.amount,
+        status: result.status,
+        reason: None,
+        created_at: stored(result.now),
+        success_at: success_at(result),
+    }
+}
+
+/// A known refund after a result that applies: the new state, WeChat Pay's `refund_id`
+/// when it gave one, and on success the amount it actually refunded.
+pub fn applied_result(known: &Refund, result: &RefundResult) -> Refund {
+    Refund {
+        refund_id: result.refund_id.clone().or_else(|| known.refund_id.clone()),
+        amount: if result.status == RefundStatus::Success {
+            result.amount
+        } else {
+            known.amount
+        },
+        status: result.status,
+        success_at: success_at(result),
+        ..known.clone()
+    }
+}
+
+/// Until when a claimed delivery belongs to its claimer.
+pub fn lease_end(now: OffsetDateTime, lease_secs: i64) -> Result<OffsetDateTime, StoreError> {
+    now.checked_add(time::Duration::seconds(lease_secs.max(0)))
+        .ok_or_else(|| StoreError::Query("lease end out of range".to_string()))
+}
+
+/// The delivery `mark_paid` queues, as stored: leased to the payer's instance, its first
+/// attempt counted, due now should the lease lapse.
+pub fn leased_outbox_row(id: i64, paid: &PaidTransition) -> OutboxRow {
+    OutboxRow {
+        id,
+        out_trade_no: paid.out_trade_no.clone(),
+        business_type: paid.business_type.clone(),
+        payload: paid.outbox_payload.clone(),
+        status: OutboxStatus::Pending,
+        attempts: 1,
+        last_error: None,
+        next_try_at: stored(paid.now),
+        created_at: stored(paid.now),
+        delivered_at: None,
+    }
+}
+
+/// A result `finish_refund` accepts: only outcomes are recorded.
+pub fn require_final(result: &RefundResult) -> Result<(), StoreError> {
+    if result.status.is_final() {
+        Ok(())
+    } else {
+        Err(StoreError::Query(format!(
+            "finish_refund needs a final status, got {}",
+            result.status.as_str()
+        )))
+    }
+}
+
+/// The order after a successful refund of `amount`: its refunded total, and `refunded` once
+/// nothing remains.
+pub fn after_refund(order: &Order, amount: i64) -> (i64, OrderStatus) {
+    let refunded = order.refunded_amount + amount;
+    let status = if refunded >= paid_total(order) {
+        OrderStatus::Refunded
+    } else {
+        order.status
+    };
+    (refunded, status)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+
+    fn order(status: OrderStatus, amount: i64, paid: Option<i64>, refunded: i64) -> Order {
+        let t = datetime!(2026-11-01 10:00 UTC);
+        Order {
+            out_trade_no: "WX1".into(),
+            transaction_id: None,
+            openid: None,
+            user_id: None,
+            generation_id: None,
+            package_type: None,
+            business_type: None,
+            business_id: None,
+            amount,
+            paid_amount: paid,
+            refunded_amount: refunded,
+            description: String::new(),
+            trade_type: "JSAPI".into(),
+            status,
+            paid_at: None,
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    fn refund(order: &str, status: RefundStatus) -> Refund {
+        Refund {
+            out_refund_no: "RF1".into(),
+            out_trade_no: order.into(),
+            refund_id: None,
+            amount: 100,
+            status,
+            reason: None,
+            created_at: datetime!(2026-11-01 10:00 UTC),
+            success_at: None,
+        }
+    }
+
+    fn result(order: &str, status: RefundStatus) -> RefundResult {
+        RefundResult {
+            out_refund_no: "RF1".into(),
+            out_trade_no: order.into(),
+            refund_id: None,
+            amount: 100,
+            status,
+            success_at: None,
+            log: Default::default(),
+            now: datetime!(2026-11-01 10:00 UTC),
+        }
+    }
+
+    #[test]
+    fn unpaid_is_what_a_payment_may_still_change() {
+        for s in [
+            OrderStatus::Pending,
+            OrderStatus::Failed,
+            OrderStatus::Closed,
+        ] {
+            assert!(UNPAID.contains(&s) && s.is_unpaid());
+        }
+        for s in [OrderStatus::Paid, OrderStatus::Refunded] {
+            assert!(!UNPAID.contains(&s) && !s.is_unpaid());
+        }
+        assert_eq!(*UNPAID_SQL, "'pending', 'failed', 'closed'");
+        assert_eq!(*IN_FLIGHT_SQL, "'processing', 'abnormal'");
+    }
+
+    #[test]
+    fn what_remains_is_paid_minus_refunded_minus_in_flight() {
+        let o = order(OrderStatus::Paid, 1000, Some(900), 200);
+        assert_eq!(reserve(&o, 300, None).ok(), Some(400));
+        assert_eq!(reserve(&o, 300, Some(400)).ok(), Some(400));
+        assert!(matches!(
+            reserve(&o, 300, Some(401)),
+            Err(Refusal::Exceeds {
+                requested: 401,
+                remaining: 400
+            })
+        ));
+        assert!(matches!(
+            reserve(&o, 300, Some(0)),
+            Err(Refusal::Exceeds { requested: 0, .. })
+        ));
+        // Everything reserved: "the rest" is nothing, and nothing is not a refund.
+        assert!(matches!(
+            reserve(&o, 700, None),
+            Err(Refusal::Exceeds {
+                requested: 0,
+                remaining: 0
+            })
+        ));
+        // Before the paid amount is known the order amount counts.
+        let o = order(OrderStatus::Paid, 1000, None, 0);
+        assert_eq!(reserve(&o, 0, None).ok(), Some(1000));
+    }
+
+    #[test]
+    fn only_paid_orders_are_refundable() {
+        for s in [
+            OrderStatus::Pending,
+            OrderStatus::Failed,
+            OrderStatus::Closed,
+            OrderStatus::Refunded,
+        ] {
+            assert!(matches!(
+                reserve(&order(s, 1000, Some(1000), 0), 0, Some(1)),
+                Err(Refusal::NotRefundable(got)) if got == s
+            ));
+        }
+    }
+
+    #[test]
+    fn results_apply_to_open_refunds_of_the_same_order_once() {
+        use RefundStatus::*;
+        assert!(result_applies(
+            &refund("WX1", Processing),
+            &result("WX1", Success)
+        ));
+        assert!(result_applies(
+            &refund("WX1", Failed),
+            &result("WX1", Success)
+        ));
+        assert!(result_applies(
+            &refund("WX1", Abnormal),
+            &result("WX1", Closed)
+        ));
+        assert!(!result_applies(
+            &refund("WX1", Abnormal),
+            &result("WX1", Abnormal)
+        ));
+        assert!(!result_applies(
+            &refund("WX1", Success),
+            &result("WX1", Closed)
+        ));
+        assert!(!result_applies(
+            &refund("WX1", Closed),
+            &result("WX1", Success)
+        ));
+        assert!(!result_applies(
+            &refund("WX2", Processing),
+            &result("WX1", Success)
+        ));
+        assert!(require_final(&result("WX1", Processing)).is_err());
+        assert!(require_final(&result("WX1", Abnormal)).is_ok());
+    }
+
+    #[test]
+    fn an_order_is_refunded_when_nothing_remains() {
+        let o = order(OrderStatus::Paid, 1000, Some(1000), 300);
+        assert_eq!(after_refund(&o, 600), (900, OrderStatus::Paid));
+        assert_eq!(after_refund(&o, 700), (1000, OrderStatus::Refunded));
+        let o = order(OrderStatus::Paid, 1000, None, 0);
+        assert_eq!(after_refund(&o, 1000), (1000, OrderStatus::Refunded));
+    }
+
+    #[test]
+    fn existing_numbers_are_the_same_refund_only_on_the_same_order() {
+        assert!(matches!(
+            existing_reservation(refund("WX1", RefundStatus::Processing), "WX1"),
+            RefundReservation::Existing(_)
+        ));
+        assert!(matches!(
+            existing_reservation(refund("WX2", RefundStatus::Processing), "WX1"),
+            RefundReservation::OtherOrder(_)
+        ));
+    }
+}

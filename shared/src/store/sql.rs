@@ -1,0 +1,164 @@
+//! The statements both dialects run as written: positional `?` parameters, and nothing
+//! either database lacks. The status lists come from [`super::rules`].
+
+use once_cell::sync::Lazy;
+
+use super::rules::{CLOSABLE_SQL, FAILABLE_SQL, IN_FLIGHT_SQL, OPEN_SQL, UNPAID_SQL};
+
+pub(super) const ORDER_COLS: &str = "out_trade_no, transaction_id, openid, user_id, \
+     generation_id, package_type, business_type, business_id, amount, paid_amount, \
+     refunded_amount, description, trade_type, status, paid_at, created_at, updated_at";
+
+pub(super) const REFUND_COLS: &str =
+    "out_refund_no, out_trade_no, refund_id, amount, status, reason, created_at, success_at";
+
+pub(super) const OUTBOX_COLS: &str = "id, out_trade_no, business_type, payload, status, \
+     attempts, last_error, next_try_at, created_at, delivered_at";
+
+pub(super) const LOG_COLS: &str = "`type`, out_trade_no, transaction_id, openid, package_type, \
+     generation_id, event_type, amount_total, detail";
+
+/// Binds: out_trade_no, openid, user_id, generation_id, package_type, business_type,
+/// business_id, amount, description, trade_type, created_at, updated_at.
+pub(super) static INSERT_ORDER: Lazy<String> = Lazy::new(|| {
+    format!(
+        "INSERT INTO orders ({ORDER_COLS}) \
+         VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, 'pending', NULL, ?, ?)"
+    )
+});
+
+pub(super) static SELECT_ORDER: Lazy<String> =
+    Lazy::new(|| format!("SELECT {ORDER_COLS} FROM orders WHERE out_trade_no = ?"));
+
+pub(super) static SELECT_ORDER_BY_TRANSACTION: Lazy<String> = Lazy::new(|| {
+    format!("SELECT {ORDER_COLS} FROM orders WHERE transaction_id = ? ORDER BY created_at LIMIT 1")
+});
+
+fn order_status_update(from: &str) -> String {
+    format!(
+        "UPDATE orders SET status = ?, updated_at = ? WHERE out_trade_no = ? AND status IN ({from})"
+    )
+}
+
+/// Binds: status, updated_at, out_trade_no.
+pub(super) static FAIL_ORDER: Lazy<String> = Lazy::new(|| order_status_update(&FAILABLE_SQL));
+/// Binds: status, updated_at, out_trade_no.
+pub(super) static CLOSE_ORDER: Lazy<String> = Lazy::new(|| order_status_update(&CLOSABLE_SQL));
+
+/// The guarded `unpaid → paid` update: of any number of concurrent callers exactly one
+/// changes the row. Binds: transaction_id, paid_amount, payer openid, paid_at, updated_at,
+/// out_trade_no.
+pub(super) static MARK_PAID: Lazy<String> = Lazy::new(|| {
+    format!(
+        "UPDATE orders SET status = 'paid', transaction_id = ?, paid_amount = ?, \
+             openid = COALESCE(openid, ?), paid_at = ?, updated_at = ? \
+         WHERE out_trade_no = ? AND status IN ({})",
+        *UNPAID_SQL
+    )
+});
+
+/// Binds: the log's nine columns, created_at.
+pub(super) static INSERT_LOG: Lazy<String> = Lazy::new(|| {
+    format!(
+        "INSERT INTO payment_logs ({LOG_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+});
+
+/// A delivery queued already leased to the instance that queued it, its first attempt
+/// counted: nobody else sends it while that instance tries. Binds: out_trade_no,
+/// business_type, payload, next_try_at, locked_until, created_at.
+pub(super) const INSERT_OUTBOX_LEASED: &str = "INSERT INTO notify_outbox (out_trade_no, \
+     business_type, payload, status, attempts, next_try_at, locked_until, created_at) \
+     VALUES (?, ?, ?, 'pending', 1, ?, ?, ?)";
+
+pub(super) static SELECT_REFUND: Lazy<String> =
+    Lazy::new(|| format!("SELECT {REFUND_COLS} FROM refunds WHERE out_refund_no = ?"));
+
+/// What refunds in flight hold of an order (`CAST`: MySQL sums to DECIMAL).
+pub(super) static IN_FLIGHT_SUM: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS SIGNED) FROM refunds \
+         WHERE out_trade_no = ? AND status IN ({})",
+        *IN_FLIGHT_SQL
+    )
+});
+
+pub(super) static INSERT_REFUND: Lazy<String> =
+    Lazy::new(|| format!("INSERT INTO refunds ({REFUND_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+
+/// Binds: status, refund_id (kept when NULL), success_at, amount, out_refund_no.
+pub(super) static APPLY_REFUND_RESULT: Lazy<String> = Lazy::new(|| {
+    format!(
+        "UPDATE refunds SET status = ?, refund_id = COALESCE(?, refund_id), success_at = ?, \
+             amount = ? \
+         WHERE out_refund_no = ? AND status IN ({})",
+        *OPEN_SQL
+    )
+});
+
+/// Binds: refunded_amount, status, updated_at, out_trade_no.
+pub(super) const SET_ORDER_REFUNDED: &str = "UPDATE orders SET refunded_amount = ?, status = ?, \
+     updated_at = ? WHERE out_trade_no = ?";
+
+pub(super) const SET_REFUND_ID: &str = "UPDATE refunds SET refund_id = ? WHERE out_refund_no = ?";
+
+pub(super) const FAIL_REFUND: &str =
+    "UPDATE refunds SET status = 'failed' WHERE out_refund_no = ? AND status = 'processing'";
+
+/// The guarded lease: only a pending row whose lease has lapsed can be taken, so of any
+/// number of concurrent claimers exactly one sees a changed row. Binds: locked_until, id,
+/// now.
+pub(super) const CLAIM: &str =
+    "UPDATE notify_outbox SET locked_until = ?, attempts = attempts + 1 \
+     WHERE id = ? AND status = 'pending' AND (locked_until IS NULL OR locked_until <= ?)";
+
+pub(super) static SELECT_OUTBOX: Lazy<String> =
+    Lazy::new(|| format!("SELECT {OUTBOX_COLS} FROM notify_outbox WHERE id = ?"));
+
+/// Binds: force, now, now, limit.
+pub(super) const DUE_IDS: &str = "SELECT id FROM notify_outbox \
+     WHERE status = 'pending' AND (? OR next_try_at <= ?) \
+       AND (locked_until IS NULL OR locked_until <= ?) \
+     ORDER BY created_at, id LIMIT ?";
+
+pub(super) const MARK_DELIVERED: &str = "UPDATE notify_outbox SET status = 'delivered', \
+     delivered_at = ?, locked_until = NULL WHERE id = ? AND status = 'pending'";
+
+pub(super) const MARK_DELIVERY_FAILED: &str = "UPDATE notify_outbox SET last_error = ?, \
+     next_try_at = ?, locked_until = NULL WHERE id = ? AND status = 'pending'";
+
+#[cfg(feature = "test-helpers")]
+pub(super) const COUNT_ORDERS: &str = "SELECT COUNT(*) FROM orders";
+
+#[cfg(feature = "test-helpers")]
+pub(super) static OUTBOX_FOR_ORDER: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT {OUTBOX_COLS} FROM notify_outbox WHERE out_trade_no = ? ORDER BY created_at, id"
+    )
+});
+
+#[cfg(feature = "test-helpers")]
+pub(super) static LOGS_FOR_ORDER: Lazy<String> = Lazy::new(|| {
+    format!("SELECT {LOG_COLS} FROM payment_logs WHERE out_trade_no = ? ORDER BY created_at, id")
+});
+
+#[cfg(feature = "test-helpers")]
+pub(super) static REFUNDS_FOR_ORDER: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT {REFUND_COLS} FROM refunds WHERE out_trade_no = ? \
+         ORDER BY created_at, out_refund_no"
+    )
+});
+
+/// Longest `last_error` kept: enough to diagnose, small enough that a backend returning a
+/// huge HTML error page does not bloat the table.
+pub(super) const MAX_ERROR_CHARS: usize = 1000;
+
+pub(super) fn truncated_error(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// `failed → processing` for a refused refund retried with its own number. Binds:
+/// out_refund_no.
+pub(super) const REVIVE_FAILED_REFUND: &str =
+    "UPDATE refunds SET status = 'processing' WHERE out_refund_no = ? AND status = 'failed'";

@@ -1,0 +1,438 @@
+//! The embedded store for local runs and tests.
+//!
+//! One connection behind a `std::sync::Mutex`: SQLite serialises writers anyway, and a single
+//! connection makes every method one critical section, so the guarded updates below cannot
+//! interleave inside this process. Write transactions still use `BEGIN IMMEDIATE` because a
+//! file database may be shared with another process (a second local runner, an operator's
+//! `sqlite3` shell), and a deferred transaction would only take the write lock at its first
+//! write, after its reads could already be stale.
+//!
+//! The methods do their work synchronously inside the `async fn`: a statement on a local file
+//! takes microseconds, and the lock is never held across an `.await`.
+//!
+//! Timestamps are TEXT `YYYY-MM-DD HH:MM:SS.fff` in UTC: fixed width, so string comparison
+//! (`next_try_at <= ?`, `ORDER BY created_at`) is chronological.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::types::FromSql;
+use rusqlite::{params, Connection, Params, Row, TransactionBehavior};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
+use super::rows::{self, stored, Fields};
+use super::rules::{self, after_refund, existing_reservation, result_applies};
+use super::schema::{added_columns, Dialect, INDEXES, TABLES};
+use super::sql::{self, truncated_error};
+use super::{
+    Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
+    PaidTransition, PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus, Refunds,
+    Store, StoreError, Transitions,
+};
+
+mod ports;
+
+const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
+
+/// How long a statement waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The embedded SQLite store (`sqlite://PATH`, `sqlite::memory:`).
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database file and its schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(map_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
+        // WAL lets readers (an operator's shell) proceed while a function writes.
+        let _mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(map_err)?;
+        Self::with_connection(conn)
+    }
+
+    /// A private database that lives as long as this store (tests, throwaway local runs).
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::with_connection(Connection::open_in_memory().map_err(map_err)?)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
+        create_schema(&conn)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while the lock was held cannot leave a half-done transaction behind
+        // (rusqlite rolls back on drop), so the connection is still usable.
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn create_schema(conn: &Connection) -> Result<(), StoreError> {
+    for table in TABLES {
+        conn.execute_batch(&table.create(Dialect::Sqlite))
+            .map_err(map_err)?;
+    }
+    for (table, column, ddl) in added_columns(Dialect::Sqlite) {
+        let exists: bool = conn
+            .query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                [column],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?;
+        if !exists {
+            conn.execute_batch(&ddl).map_err(map_err)?;
+        }
+    }
+    // After the columns exist, so an index over an added column can be created.
+    for (table, index, cols) in INDEXES {
+        conn.execute_batch(&format!(
+            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({cols})"
+        ))
+        .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                ErrorCode::DatabaseBusy
+                    | ErrorCode::DatabaseLocked
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::DiskFull
+                    | ErrorCode::ReadOnly
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Query(e.to_string()),
+    }
+}
+
+/// Both stores keep milliseconds (MySQL `DATETIME(3)`): a value read back equals the one
+/// written.
+fn ts(t: OffsetDateTime) -> Result<String, StoreError> {
+    stored(t)
+        .format(TS_FORMAT)
+        .map_err(|e| StoreError::Query(format!("bad timestamp: {e}")))
+}
+
+fn ts_opt(t: Option<OffsetDateTime>) -> Result<Option<String>, StoreError> {
+    t.map(ts).transpose()
+}
+
+impl Fields for &Row<'_> {
+    fn text(&mut self, idx: usize) -> Result<Option<String>, StoreError> {
+        get(self, idx)
+    }
+    fn int(&mut self, idx: usize) -> Result<Option<i64>, StoreError> {
+        get(self, idx)
+    }
+    fn time(&mut self, idx: usize) -> Result<Option<OffsetDateTime>, StoreError> {
+        match get::<String>(self, idx)? {
+            None => Ok(None),
+            Some(s) => PrimitiveDateTime::parse(&s, TS_FORMAT)
+                .map(|t| Some(t.assume_utc()))
+                .map_err(|_| StoreError::Query(format!("column {idx}: unparseable timestamp"))),
+        }
+    }
+}
+
+fn get<T: FromSql>(row: &Row<'_>, idx: usize) -> Result<Option<T>, StoreError> {
+    row.get::<_, Option<T>>(idx).map_err(map_err)
+}
+
+/// Runs a query and maps its rows with a dialect-neutral mapper.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: fn(&mut dyn Fields) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(map_err)?;
+    let mut rows = stmt.query(params).map_err(map_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        out.push(map(&mut &*row)?);
+    }
+    Ok(out)
+}
+
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: fn(&mut dyn Fields) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    Ok(all(conn, sql, params, map)?.into_iter().next())
+}
+
+fn exec(conn: &Connection, sql: &str, params: impl Params) -> Result<usize, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute(params))
+        .map_err(map_err)
+}
+
+fn select_order(conn: &Connection, out_trade_no: &str) -> Result<Option<Order>, StoreError> {
+    one(conn, &sql::SELECT_ORDER, [out_trade_no], rows::order)
+}
+
+fn select_refund(conn: &Connection, out_refund_no: &str) -> Result<Option<Refund>, StoreError> {
+    one(conn, &sql::SELECT_REFUND, [out_refund_no], rows::refund)
+}
+
+fn write_log(conn: &Connection, log: &PaymentLog, now: OffsetDateTime) -> Result<(), StoreError> {
+    exec(
+        conn,
+        &sql::INSERT_LOG,
+        params![
+            log.log_type,
+            log.out_trade_no,
+            log.transaction_id,
+            log.openid,
+            log.package_type,
+            log.generation_id,
+            log.event_type,
+            log.amount_total,
+            log.detail,
+            ts(now)?,
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_refund(conn: &Connection, r: &Refund) -> Result<(), StoreError> {
+    exec(
+        conn,
+        &sql::INSERT_REFUND,
+        params![
+            r.out_refund_no,
+            r.out_trade_no,
+            r.refund_id,
+            r.amount,
+            r.status.as_str(),
+            r.reason,
+            ts(r.created_at)?,
+            ts_opt(r.success_at)?,
+        ],
+    )?;
+    Ok(())
+}
+
+fn claim(
+    conn: &Connection,
+    id: i64,
+    now: OffsetDateTime,
+    lease_secs: i64,
+) -> Result<Option<OutboxRow>, StoreError> {
+    let until = rules::lease_end(now, lease_secs)?;
+    if exec(conn, sql::CLAIM, params![ts(until)?, id, ts(now)?])? == 1 {
+        one(conn, &sql::SELECT_OUTBOX, [id], rows::outbox)
+    } else {
+        Ok(None)
+    }
+}
+
+impl SqliteStore {
+    /// A guarded status change (`sql` names the states it may come from).
+    fn set_order_status(
+        &self,
+        sql: &str,
+        to: OrderStatus,
+        out_trade_no: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let changed = exec(
+            &self.lock(),
+            sql,
+            params![to.as_str(), ts(now)?, out_trade_no],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn mark_paid_sync(&self, paid: &PaidTransition) -> Result<PaidOutcome, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let now = ts(paid.now)?;
+        let changed = exec(
+            &tx,
+            &sql::MARK_PAID,
+            params![
+                paid.transaction_id,
+                paid.paid_amount,
+                paid.payer_openid,
+                ts(paid.paid_at)?,
+                now,
+                paid.out_trade_no,
+            ],
+        )?;
+        if changed != 1 {
+            // Dropping `tx` rolls back; nothing was written anyway.
+            return Ok(match select_order(&tx, &paid.out_trade_no)? {
+                Some(order) => PaidOutcome::AlreadyPaid(order),
+                None => PaidOutcome::NotFound,
+            });
+        }
+        write_log(&tx, &paid.log, paid.now)?;
+        exec(
+            &tx,
+            sql::INSERT_OUTBOX_LEASED,
+            params![
+                paid.out_trade_no,
+                paid.business_type,
+                paid.outbox_payload,
+                now,
+                ts(paid.lease_until)?,
+                now,
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit().map_err(map_err)?;
+        Ok(PaidOutcome::Transitioned {
+            outbox: rules::leased_outbox_row(id, paid),
+        })
+    }
+
+    fn reserve_refund_sync(&self, refund: &NewRefund) -> Result<RefundReservation, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        if let Some(existing) = select_refund(&tx, &refund.out_refund_no)? {
+            return Ok(existing_reservation(existing, &refund.out_trade_no));
+        }
+        let Some(order) = select_order(&tx, &refund.out_trade_no)? else {
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        let in_flight = if order.status == OrderStatus::Paid {
+            one(&tx, &sql::IN_FLIGHT_SUM, [&refund.out_trade_no], |r| {
+                r.int(0)
+            })?
+            .flatten()
+            .unwrap_or(0)
+        } else {
+            0
+        };
+        let amount = match rules::reserve(&order, in_flight, refund.amount) {
+            Ok(amount) => amount,
+            Err(refusal) => return Ok(refusal.into()),
+        };
+        let created = rules::reserved_refund(refund, amount);
+        insert_refund(&tx, &created)?;
+        tx.commit().map_err(map_err)?;
+        Ok(RefundReservation::Created(created))
+    }
+
+    fn revive_failed_refund_sync(
+        &self,
+        out_refund_no: &str,
+    ) -> Result<RefundReservation, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let Some(refund) = select_refund(&tx, out_refund_no)? else {
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        if refund.status != RefundStatus::Failed {
+            return Ok(RefundReservation::Existing(refund));
+        }
+        let Some(order) = select_order(&tx, &refund.out_trade_no)? else {
+            return Ok(RefundReservation::OrderNotFound);
+        };
+        let in_flight = one(&tx, &sql::IN_FLIGHT_SUM, [&refund.out_trade_no], |r| {
+            r.int(0)
+        })?
+        .flatten()
+        .unwrap_or(0);
+        if let Err(refusal) = rules::reserve(&order, in_flight, Some(refund.amount)) {
+            return Ok(refusal.into());
+        }
+        exec(&tx, sql::REVIVE_FAILED_REFUND, [out_refund_no])?;
+        tx.commit().map_err(map_err)?;
+        Ok(RefundReservation::Existing(Refund {
+            status: RefundStatus::Processing,
+            ..refund
+        }))
+    }
+
+    fn finish_refund_sync(&self, result: &RefundResult) -> Result<bool, StoreError> {
+        rules::require_final(result)?;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        match select_refund(&tx, &result.out_refund_no)? {
+            None => insert_refund(&tx, &rules::reported_refund(result))?,
+            Some(known) => {
+                if !result_applies(&known, result) {
+                    return Ok(false);
+                }
+                let r = rules::applied_result(&known, result);
+                let changed = exec(
+                    &tx,
+                    &sql::APPLY_REFUND_RESULT,
+                    params![
+                        r.status.as_str(),
+                        r.refund_id,
+                        ts_opt(r.success_at)?,
+                        r.amount,
+                        r.out_refund_no,
+                    ],
+                )?;
+                if changed != 1 {
+                    return Ok(false);
+                }
+            }
+        }
+        if result.status == RefundStatus::Success {
+            if let Some(order) = select_order(&tx, &result.out_trade_no)? {
+                let (refunded, status) = after_refund(&order, result.amount);
+                exec(
+                    &tx,
+                    sql::SET_ORDER_REFUNDED,
+                    params![
+                        refunded,
+                        status.as_str(),
+                        ts(result.now)?,
+                        result.out_trade_no
+                    ],
+                )?;
+            }
+        }
+        write_log(&tx, &result.log, result.now)?;
+        tx.commit().map_err(map_err)?;
+        Ok(true)
+    }
+}
