@@ -196,6 +196,32 @@ impl RefundInfo {
     }
 }
 
+impl RefundInfo {
+    /// [`RefundInfo::check_format`], plus the fields a `REFUND.*` notification always
+    /// carries (必填): without its `mchid` or `transaction_id` a refund result cannot be
+    /// checked against the order, so it is not one.
+    pub fn check_notification_format(&self) -> Check {
+        let amount = self.amount.as_ref();
+        let required: [(&'static str, bool); 8] = [
+            ("mchid", self.mchid.is_some()),
+            ("out_trade_no", self.out_trade_no.is_some()),
+            ("transaction_id", self.transaction_id.is_some()),
+            ("out_refund_no", self.out_refund_no.is_some()),
+            ("refund_id", self.refund_id.is_some()),
+            ("refund_status", self.refund_status.is_some()),
+            ("amount.total", amount.and_then(|a| a.total).is_some()),
+            ("amount.refund", amount.and_then(|a| a.refund).is_some()),
+        ];
+        if let Some((field, _)) = required.iter().find(|(_, present)| !present) {
+            return Err(FormatError {
+                field,
+                rule: "present (the notification always carries it)",
+            });
+        }
+        self.check_format()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +361,20 @@ mod tests {
             ),
             ("status", Box::new(|r| r.status = Some("".into()))),
         ];
+        let mut without_mchid = refunded();
+        without_mchid.mchid = None;
+        assert_eq!(
+            without_mchid.check_format(),
+            Ok(()),
+            "query answers carry none"
+        );
+        assert_eq!(
+            without_mchid
+                .check_notification_format()
+                .map_err(|e| e.field),
+            Err("mchid")
+        );
+        assert_eq!(refunded().check_notification_format(), Ok(()));
         for (field, spoil) in cases {
             let mut r = refunded();
             spoil(&mut r);

@@ -14,7 +14,7 @@ use crate::certs::{SignatureHeaders, VerifyError};
 use crate::formats::FormatError;
 use crate::settlement::{PaymentMismatch, SettleError};
 use crate::state::App;
-use crate::store::{PaymentLog, StoreError};
+use crate::store::{PaymentLog, RefundMismatch, StoreError};
 use crate::util::now_utc;
 
 /// WeChat Pay waits 5 s for an answer; keep a margin for the answer itself.
@@ -97,7 +97,7 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
         }
     } else if event_type.starts_with("REFUND.") {
         match decrypt::<RefundInfo>(app, &notification) {
-            Ok(info) => match info.check_format() {
+            Ok(info) => match info.check_notification_format() {
                 Err(e) => {
                     let no = info.out_trade_no.as_deref();
                     out_of_format(app, "REFUND MISMATCH", &event_type, no, e).await
@@ -190,14 +190,19 @@ fn payment_answer(settled: Result<(), SettleError>) -> NotifyAnswer {
     match settled {
         Ok(()) => NotifyAnswer::handled(),
         Err(SettleError::Store(e)) => store_failure(&e),
-        Err(SettleError::Mismatch(m)) => {
-            let status = if matches!(m, PaymentMismatch::UnknownOrder(_)) {
-                404
-            } else {
-                409
-            };
-            NotifyAnswer::fail(status, format!("payment does not match the order: {m}"))
-        }
+        Err(SettleError::Mismatch(m)) => NotifyAnswer::fail(
+            mismatch_status(&m),
+            format!("payment does not match the order: {m}"),
+        ),
+    }
+}
+
+/// 404 when the order is not ours at all, 409 when it is but the notification disagrees.
+fn mismatch_status(m: &PaymentMismatch) -> u16 {
+    match m {
+        PaymentMismatch::UnknownOrder(_)
+        | PaymentMismatch::Refund(RefundMismatch::UnknownOrder(_)) => 404,
+        _ => 409,
     }
 }
 
@@ -213,9 +218,9 @@ fn refund_answer(
         }
         Ok(None) => NotifyAnswer::fail(400, "refund notification carries no final refund_status"),
         Err(SettleError::Store(e)) => store_failure(&e),
+        // Logged and recorded by settlement; not acknowledged, so WeChat Pay keeps it.
         Err(SettleError::Mismatch(m)) => {
-            tracing::error!(out_refund_no = ?info.out_refund_no, "REFUND NOTIFICATION MISMATCH: {m}");
-            NotifyAnswer::fail(409, format!("refund does not match: {m}"))
+            NotifyAnswer::fail(mismatch_status(&m), format!("refund does not match: {m}"))
         }
     }
 }

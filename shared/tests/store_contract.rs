@@ -16,8 +16,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime, UtcOffset};
 use wxpay_shared::store::{
     open, MySqlStore, NewOrder, NewRefund, OrderStatus, Orders, OutboxStatus, PaidOutcome,
-    PaidTransition, PaymentLog, RefundReservation, RefundResult, RefundStatus, SqliteStore, Store,
-    StoreError,
+    PaidTransition, PaymentLog, RefundOutcome, RefundReservation, RefundResult, RefundStatus,
+    SqliteStore, Store, StoreError,
 };
 
 type S = Arc<dyn Store>;
@@ -303,12 +303,28 @@ fn refund_req(no: &str, order: &str, amount: Option<i64>, now: OffsetDateTime) -
     }
 }
 
+/// Records a refund result for the stored order (its paid total, as WeChat Pay reports it):
+/// whether it changed anything. These tests send results that match; a mismatch fails them.
+async fn finish(store: &S, mut result: RefundResult) -> Result<bool, StoreError> {
+    if let Some(order) = store.get_order(&result.out_trade_no).await? {
+        result.order_total = order.paid_amount.unwrap_or(order.amount);
+    }
+    match store.finish_refund(&result).await? {
+        RefundOutcome::Applied => Ok(true),
+        RefundOutcome::Unchanged => Ok(false),
+        RefundOutcome::Mismatch(m) => panic!("unexpected refund mismatch: {m}"),
+    }
+}
+
+/// A refund result as WeChat Pay reports it; [`finish`] fills in the order's paid total.
 fn refund_result(no: &str, order: &str, amount: i64, status: RefundStatus) -> RefundResult {
     RefundResult {
         out_refund_no: no.to_string(),
         out_trade_no: order.to_string(),
+        transaction_id: Some(format!("wx-{order}")),
         refund_id: Some(format!("wxr-{no}")),
         amount,
+        order_total: 0,
         status,
         success_at: (status == RefundStatus::Success)
             .then(|| t0() + Duration::minutes(10) + Duration::microseconds(789)),
@@ -671,15 +687,12 @@ async fn mark_paid_transitions_once(store: S) {
     // A refunded order is not "unpaid": a late payment notification must not reopen it.
     paid_order(&store, "mp-refunded", 100, now).await;
     reserve(&store, refund_req("mp-r1", "mp-refunded", None, now)).await;
-    assert!(store
-        .finish_refund(&refund_result(
-            "mp-r1",
-            "mp-refunded",
-            100,
-            RefundStatus::Success
-        ))
-        .await
-        .expect("finish"));
+    assert!(finish(
+        &store,
+        refund_result("mp-r1", "mp-refunded", 100, RefundStatus::Success)
+    )
+    .await
+    .expect("finish"));
     assert_eq!(
         order_state(&store, "mp-refunded").await.0,
         OrderStatus::Refunded
@@ -949,7 +962,7 @@ async fn finish_refund_success_partial_then_full(store: S) {
 
     let mut result = refund_result("fs-r1", "fs-1", 30, RefundStatus::Success);
     result.refund_id = None; // the one already stored is kept
-    assert!(store.finish_refund(&result).await.expect("finish"));
+    assert!(finish(&store, result.clone()).await.expect("finish"));
     let r = store
         .get_refund("fs-r1")
         .await
@@ -963,11 +976,13 @@ async fn finish_refund_success_partial_then_full(store: S) {
     assert_eq!(o.updated_at, ms(result.now));
 
     // Duplicates and contradicting late results change nothing.
-    assert!(!store.finish_refund(&result).await.expect("duplicate"));
-    assert!(!store
-        .finish_refund(&refund_result("fs-r1", "fs-1", 30, RefundStatus::Closed))
-        .await
-        .expect("late closed"));
+    assert!(!finish(&store, result.clone()).await.expect("duplicate"));
+    assert!(!finish(
+        &store,
+        refund_result("fs-r1", "fs-1", 30, RefundStatus::Closed)
+    )
+    .await
+    .expect("late closed"));
     assert_eq!(order_state(&store, "fs-1").await, (OrderStatus::Paid, 30));
     assert_eq!(
         store
@@ -985,7 +1000,7 @@ async fn finish_refund_success_partial_then_full(store: S) {
         other => panic!("expected Created(70), got {other:?}"),
     }
     let result2 = refund_result("fs-r2", "fs-1", 70, RefundStatus::Success);
-    assert!(store.finish_refund(&result2).await.expect("finish 2"));
+    assert!(finish(&store, result2.clone()).await.expect("finish 2"));
     let r2 = store
         .get_refund("fs-r2")
         .await
@@ -1023,10 +1038,12 @@ async fn finish_refund_success_partial_then_full(store: S) {
 async fn finish_refund_closed_and_abnormal(store: S) {
     paid_order(&store, "fc-1", 100, t0()).await;
     reserve(&store, refund_req("fc-r1", "fc-1", Some(40), t0())).await;
-    assert!(store
-        .finish_refund(&refund_result("fc-r1", "fc-1", 40, RefundStatus::Closed))
-        .await
-        .expect("closed"));
+    assert!(finish(
+        &store,
+        refund_result("fc-r1", "fc-1", 40, RefundStatus::Closed)
+    )
+    .await
+    .expect("closed"));
     let r = store
         .get_refund("fc-r1")
         .await
@@ -1036,10 +1053,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
     assert_eq!(r.success_at, None);
     assert_eq!(r.refund_id.as_deref(), Some("wxr-fc-r1"));
     assert_eq!(order_state(&store, "fc-1").await, (OrderStatus::Paid, 0));
-    assert!(!store
-        .finish_refund(&refund_result("fc-r1", "fc-1", 40, RefundStatus::Success))
-        .await
-        .expect("closed is final"));
+    assert!(!finish(
+        &store,
+        refund_result("fc-r1", "fc-1", 40, RefundStatus::Success)
+    )
+    .await
+    .expect("closed is final"));
     assert_eq!(order_state(&store, "fc-1").await, (OrderStatus::Paid, 0));
 
     // A closed refund releases its amount.
@@ -1047,10 +1066,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
         RefundReservation::Created(r) => assert_eq!(r.amount, 100),
         other => panic!("expected Created(100), got {other:?}"),
     }
-    assert!(store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal))
-        .await
-        .expect("abnormal"));
+    assert!(finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal)
+    )
+    .await
+    .expect("abnormal"));
     assert_eq!(
         store
             .get_refund("fc-r2")
@@ -1060,10 +1081,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
             .status,
         RefundStatus::Abnormal
     );
-    assert!(!store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal))
-        .await
-        .expect("abnormal twice"));
+    assert!(!finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal)
+    )
+    .await
+    .expect("abnormal twice"));
     // An abnormal refund still holds its money at WeChat Pay until it is re-routed…
     match reserve(&store, refund_req("fc-r9", "fc-1", Some(1), t0())).await {
         RefundReservation::Exceeds {
@@ -1074,14 +1097,18 @@ async fn finish_refund_closed_and_abnormal(store: S) {
     }
     assert_eq!(order_state(&store, "fc-1").await, (OrderStatus::Paid, 0));
     // …after which it succeeds, exactly once.
-    assert!(store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Success))
-        .await
-        .expect("re-routed abnormal refund succeeds"));
-    assert!(!store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Success))
-        .await
-        .expect("success once"));
+    assert!(finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Success)
+    )
+    .await
+    .expect("re-routed abnormal refund succeeds"));
+    assert!(!finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Success)
+    )
+    .await
+    .expect("success once"));
     assert_eq!(
         order_state(&store, "fc-1").await,
         (OrderStatus::Refunded, 100)
@@ -1092,10 +1119,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
     // Processing is not a result.
     paid_order(&store, "fc-2", 100, t0()).await;
     reserve(&store, refund_req("fc-r3", "fc-2", Some(1), t0())).await;
-    assert!(store
-        .finish_refund(&refund_result("fc-r3", "fc-2", 1, RefundStatus::Processing))
-        .await
-        .is_err());
+    assert!(finish(
+        &store,
+        refund_result("fc-r3", "fc-2", 1, RefundStatus::Processing)
+    )
+    .await
+    .is_err());
     assert_eq!(
         store
             .get_refund("fc-r3")
@@ -1111,7 +1140,9 @@ async fn finish_refund_unknown_refund(store: S) {
     paid_order(&store, "fu-1", 100, t0()).await;
     // Made in the merchant portal: the store never saw a reservation.
     let portal = refund_result("fu-portal", "fu-1", 25, RefundStatus::Success);
-    assert!(store.finish_refund(&portal).await.expect("unknown success"));
+    assert!(finish(&store, portal.clone())
+        .await
+        .expect("unknown success"));
     let r = store
         .get_refund("fu-portal")
         .await
@@ -1125,11 +1156,13 @@ async fn finish_refund_unknown_refund(store: S) {
     assert_eq!(r.created_at, ms(portal.now));
     assert_eq!(r.success_at, portal.success_at.map(ms));
     assert_eq!(order_state(&store, "fu-1").await, (OrderStatus::Paid, 25));
-    assert!(!store.finish_refund(&portal).await.expect("duplicate"));
+    assert!(!finish(&store, portal.clone()).await.expect("duplicate"));
     assert_eq!(order_state(&store, "fu-1").await, (OrderStatus::Paid, 25));
 
     let closed = refund_result("fu-portal-2", "fu-1", 10, RefundStatus::Closed);
-    assert!(store.finish_refund(&closed).await.expect("unknown closed"));
+    assert!(finish(&store, closed.clone())
+        .await
+        .expect("unknown closed"));
     assert_eq!(
         store
             .get_refund("fu-portal-2")
@@ -1148,10 +1181,12 @@ async fn finish_refund_unknown_refund(store: S) {
 
     // A portal refund of the whole order completes it.
     paid_order(&store, "fu-2", 50, t0()).await;
-    assert!(store
-        .finish_refund(&refund_result("fu-all", "fu-2", 50, RefundStatus::Success))
-        .await
-        .expect("full"));
+    assert!(finish(
+        &store,
+        refund_result("fu-all", "fu-2", 50, RefundStatus::Success)
+    )
+    .await
+    .expect("full"));
     assert_eq!(
         order_state(&store, "fu-2").await,
         (OrderStatus::Refunded, 50)
@@ -1163,10 +1198,12 @@ async fn finish_refund_after_failed_reservation(store: S) {
     paid_order(&store, "ff-1", 100, t0()).await;
     reserve(&store, refund_req("ff-r1", "ff-1", Some(50), t0())).await;
     assert!(store.fail_refund("ff-r1").await.expect("fail"));
-    assert!(store
-        .finish_refund(&refund_result("ff-r1", "ff-1", 50, RefundStatus::Success))
-        .await
-        .expect("finish"));
+    assert!(finish(
+        &store,
+        refund_result("ff-r1", "ff-1", 50, RefundStatus::Success)
+    )
+    .await
+    .expect("finish"));
     assert_eq!(
         store
             .get_refund("ff-r1")
@@ -1244,7 +1281,7 @@ async fn finish_refund_concurrent_duplicates(store: S) {
         let store = store.clone();
         let result = refund_result(no, order, amount, RefundStatus::Success);
         tasks.push(tokio::spawn(async move {
-            (no, store.finish_refund(&result).await)
+            (no, finish(&store, result.clone()).await)
         }));
     }
     let mut changed = HashSet::new();
