@@ -1816,3 +1816,77 @@ async fn mysql_legacy_tables_gain_new_columns() {
     legacy_schema_is_upgraded(db.store.clone()).await;
     db.cleanup().await;
 }
+
+/// MySQL's text collations ignore letter case or trailing spaces: under them `wx…` found
+/// `WX…`. Tables from before identifiers compared exactly are converted at start-up,
+/// once, keeping their rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_identifiers_compare_exactly_after_migration() {
+    let Some(db) = MysqlDb::create().await else {
+        return;
+    };
+    let mut conn = admin_conn(&with_database(&db.admin_url, &db.name)).await;
+    for ddl in [LEGACY_ORDERS, LEGACY_OUTBOX] {
+        let ddl = ddl
+            .replace("{TS}", "DATETIME(3)")
+            .replace("{ID}", "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY");
+        conn.query_drop(ddl).await.expect("legacy table");
+    }
+    conn.query_drop(
+        "INSERT INTO orders (out_trade_no, transaction_id, amount, trade_type, status, \
+         created_at, updated_at) VALUES ('lg-Case01', 'wx-Tx01', 100, 'JSAPI', 'paid', \
+         NOW(3), NOW(3))",
+    )
+    .await
+    .expect("legacy row");
+    let store = db.store.clone();
+    for _ in 0..2 {
+        store.migrate().await.expect("migrate (twice: idempotent)");
+    }
+    let types: Vec<(String, String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME IN \
+             ('out_trade_no', 'transaction_id', 'out_refund_no')",
+        )
+        .await
+        .expect("catalogue");
+    assert_eq!(types.len(), 7, "{types:?}");
+    for (table, column, data_type) in &types {
+        assert_eq!(data_type, "varbinary", "{table}.{column}");
+    }
+    let _ = conn.disconnect().await;
+
+    let found = |no: &'static str| {
+        let store = store.clone();
+        async move { store.get_order(no).await.expect("get").is_some() }
+    };
+    assert!(found("lg-Case01").await, "the legacy row survives");
+    for other in ["lg-case01", "LG-CASE01", "lg-Case01 "] {
+        assert!(!found(other).await, "{other:?} is another order");
+    }
+    for other in ["wx-tx01", "wx-Tx01 "] {
+        assert!(store
+            .get_order_by_transaction_id(other)
+            .await
+            .expect("get")
+            .is_none());
+    }
+    paid_order(&store, "cs-Order1", 100, t0()).await;
+    reserve(
+        &store,
+        refund_req("cs-Refund1", "cs-Order1", Some(10), t0()),
+    )
+    .await;
+    assert!(store.get_refund("cs-refund1").await.expect("get").is_none());
+    match reserve(
+        &store,
+        refund_req("CS-REFUND1", "cs-Order1", Some(10), t0()),
+    )
+    .await
+    {
+        RefundReservation::Created(r) => assert_eq!(r.out_refund_no, "CS-REFUND1"),
+        other => panic!("another letter case is another refund, got {other:?}"),
+    }
+    db.cleanup().await;
+}
