@@ -227,6 +227,9 @@ mod tests {
     use super::*;
     use crate::api::{Payer, RefundAmount, TransactionAmount};
 
+    /// A field's name and a way to put it out of format.
+    type Spoil<T> = (&'static str, fn(&mut T));
+
     fn paid() -> Transaction {
         Transaction {
             appid: Some("wxd678efh567hg6787".into()),
@@ -274,52 +277,32 @@ mod tests {
 
     #[test]
     fn a_transaction_out_of_format_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Transaction)>)> = vec![
-            (
-                "transaction_id",
-                Box::new(|t| t.transaction_id = Some("4".repeat(5000))),
-            ),
-            (
-                "transaction_id",
-                Box::new(|t| t.transaction_id = Some("42 00".into())),
-            ),
-            (
-                "transaction_id",
-                Box::new(|t| t.transaction_id = Some(String::new())),
-            ),
-            (
-                "out_trade_no",
-                Box::new(|t| t.out_trade_no = Some("wx2026 ".into())),
-            ),
-            ("mchid", Box::new(|t| t.mchid = Some("1230000109\n".into()))),
-            (
-                "trade_state",
-                Box::new(|t| t.trade_state = Some("success".into())),
-            ),
-            (
-                "trade_state",
-                Box::new(|t| t.trade_state = Some("X".repeat(300))),
-            ),
-            (
-                "payer.openid",
-                Box::new(|t| {
-                    t.payer = Some(Payer {
-                        openid: Some("o".repeat(129)),
-                    })
-                }),
-            ),
-            (
-                "success_time",
-                Box::new(|t| t.success_time = Some("yesterday".into())),
-            ),
-            (
-                "amount.total",
-                Box::new(|t| t.amount.as_mut().unwrap().total = Some(-1)),
-            ),
-            (
-                "amount.total",
-                Box::new(|t| t.amount.as_mut().unwrap().total = Some(10_i64.pow(15))),
-            ),
+        let cases: Vec<Spoil<Transaction>> = vec![
+            ("transaction_id", |t| {
+                t.transaction_id = Some("4".repeat(5000))
+            }),
+            ("transaction_id", |t| {
+                t.transaction_id = Some("42 00".into())
+            }),
+            ("transaction_id", |t| t.transaction_id = Some(String::new())),
+            ("out_trade_no", |t| t.out_trade_no = Some("wx2026 ".into())),
+            ("mchid", |t| t.mchid = Some("1230000109\n".into())),
+            ("trade_state", |t| t.trade_state = Some("success".into())),
+            ("trade_state", |t| t.trade_state = Some("X".repeat(300))),
+            ("payer.openid", |t| {
+                t.payer = Some(Payer {
+                    openid: Some("o".repeat(129)),
+                })
+            }),
+            ("success_time", |t| {
+                t.success_time = Some("yesterday".into())
+            }),
+            ("amount.total", |t| {
+                t.amount.as_mut().unwrap().total = Some(-1)
+            }),
+            ("amount.total", |t| {
+                t.amount.as_mut().unwrap().total = Some(10_i64.pow(15))
+            }),
         ];
         for (field, spoil) in cases {
             let mut t = paid();
@@ -330,36 +313,25 @@ mod tests {
 
     #[test]
     fn a_refund_out_of_format_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut RefundInfo)>)> = vec![
-            (
-                "amount.refund",
-                Box::new(|r| r.amount.as_mut().unwrap().refund = Some(-100_000)),
-            ),
-            (
-                "amount.refund",
-                Box::new(|r| r.amount.as_mut().unwrap().refund = Some(0)),
-            ),
-            (
-                "amount.refund",
-                Box::new(|r| r.amount.as_mut().unwrap().refund = Some(10_i64.pow(15))),
-            ),
-            (
-                "amount.refund",
-                Box::new(|r| r.amount.as_mut().unwrap().refund = Some(2991)),
-            ),
-            (
-                "out_refund_no",
-                Box::new(|r| r.out_refund_no = Some("9".repeat(5000))),
-            ),
-            (
-                "refund_id",
-                Box::new(|r| r.refund_id = Some("5".repeat(33))),
-            ),
-            (
-                "refund_status",
-                Box::new(|r| r.refund_status = Some("DONE".into())),
-            ),
-            ("status", Box::new(|r| r.status = Some("".into()))),
+        let cases: Vec<Spoil<RefundInfo>> = vec![
+            ("amount.refund", |r| {
+                r.amount.as_mut().unwrap().refund = Some(-100_000)
+            }),
+            ("amount.refund", |r| {
+                r.amount.as_mut().unwrap().refund = Some(0)
+            }),
+            ("amount.refund", |r| {
+                r.amount.as_mut().unwrap().refund = Some(10_i64.pow(15))
+            }),
+            ("amount.refund", |r| {
+                r.amount.as_mut().unwrap().refund = Some(2991)
+            }),
+            ("out_refund_no", |r| {
+                r.out_refund_no = Some("9".repeat(5000))
+            }),
+            ("refund_id", |r| r.refund_id = Some("5".repeat(33))),
+            ("refund_status", |r| r.refund_status = Some("DONE".into())),
+            ("status", |r| r.status = Some("".into())),
         ];
         let mut without_mchid = refunded();
         without_mchid.mchid = None;
