@@ -1800,11 +1800,8 @@ async fn sqlite_legacy_tables_gain_new_columns() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_legacy_tables_gain_new_columns() {
-    let Some(db) = MysqlDb::create().await else {
-        return;
-    };
+/// A connection to `db`, which now holds the tables of an earlier release.
+async fn mysql_legacy_tables(db: &MysqlDb) -> mysql_async::Conn {
     let mut conn = admin_conn(&with_database(&db.admin_url, &db.name)).await;
     for ddl in [LEGACY_ORDERS, LEGACY_OUTBOX] {
         let ddl = ddl
@@ -1812,6 +1809,15 @@ async fn mysql_legacy_tables_gain_new_columns() {
             .replace("{ID}", "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY");
         conn.query_drop(ddl).await.expect("legacy table");
     }
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_legacy_tables_gain_new_columns() {
+    let Some(db) = MysqlDb::create().await else {
+        return;
+    };
+    let mut conn = mysql_legacy_tables(&db).await;
     let _ = conn.disconnect().await;
     legacy_schema_is_upgraded(db.store.clone()).await;
     db.cleanup().await;
@@ -1825,13 +1831,7 @@ async fn mysql_identifiers_compare_exactly_after_migration() {
     let Some(db) = MysqlDb::create().await else {
         return;
     };
-    let mut conn = admin_conn(&with_database(&db.admin_url, &db.name)).await;
-    for ddl in [LEGACY_ORDERS, LEGACY_OUTBOX] {
-        let ddl = ddl
-            .replace("{TS}", "DATETIME(3)")
-            .replace("{ID}", "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY");
-        conn.query_drop(ddl).await.expect("legacy table");
-    }
+    let mut conn = mysql_legacy_tables(&db).await;
     conn.query_drop(
         "INSERT INTO orders (out_trade_no, transaction_id, amount, trade_type, status, \
          created_at, updated_at) VALUES ('lg-Case01', 'wx-Tx01', 100, 'JSAPI', 'paid', \
