@@ -4,6 +4,7 @@
 #                                    reference install, load + cold start side by side)
 #   scripts/bench.sh micro           only the criterion micro-benchmarks
 #   scripts/bench.sh load            only the load tool (Rust vs Node)
+#   scripts/bench.sh handlers        which handlers each built release binary carries
 # Environment: BENCH_DATABASE_URL (default mysql://root@127.0.0.1:3306/wxpay_bench — dropped
 # and recreated by every run), N (1000), C (16), ROUNDS (3: load rounds, medians reported),
 # COLD_RUNS (20), BASELINE (an earlier build of wxpay_functions, measured in the same rounds).
@@ -70,12 +71,36 @@ build() {
   echo "== release build (fat LTO: several minutes the first time)"
   pkgs=()
   for b in "${bins[@]}"; do pkgs+=(-p "$b"); done
-  cargo build --release "${pkgs[@]}" -p wxpay-load
+  # Two builds: built together, cargo would unify wxpay-load's features of tokio, hyper and
+  # reqwest into the function binaries, which would then not be the ones deployed.
+  cargo build --release "${pkgs[@]}"
+  cargo build --release -p wxpay-load
   echo "== binary sizes (stripped by the release profile; target ≤ 12 MB each)"
   for b in "${bins[@]}"; do
     size=$(stat -c %s "$target/release/$b")
     verdict=$([ "$size" -le 12000000 ] && echo met || echo MISSED)
     awk -v b="$b" -v s="$size" -v v="$verdict" 'BEGIN { printf "  %-16s %6.2f MB  %s\n", b, s / 1e6, v }'
+  done
+  handlers
+}
+
+# Which handlers each binary carries, by a message only that handler's code holds (the
+# binaries are stripped, so strings are what is left to look at).
+handlers() {
+  echo "== handlers carried (a binary holds only what its table of handlers reaches)"
+  local markers=(
+    "order:field \`tradeType\` must be JSAPI"
+    "query/close:querying an order needs the payer's openid"
+    "refund:give \`outTradeNo\` or \`transactionId\` of the order to refund"
+    "notification:could not record the notification; retry later"
+    "outbox:/api/payment/internal/notify"
+  )
+  for b in "${bins[@]}"; do
+    carried=()
+    for m in "${markers[@]}"; do
+      if grep -qaF -- "${m#*:}" "$target/release/$b"; then carried+=("${m%%:*}"); fi
+    done
+    printf "  %-16s %s\n" "$b" "${carried[*]:-(none)}"
   done
 }
 
@@ -83,5 +108,6 @@ case "$what" in
   all) build; micro; load ;;
   micro) micro ;;
   load) build; load ;;
-  *) echo "usage: $0 [all|micro|load]" >&2; exit 2 ;;
+  handlers) handlers ;;
+  *) echo "usage: $0 [all|micro|load|handlers]" >&2; exit 2 ;;
 esac

@@ -33,7 +33,7 @@ const SHAPES: &[(&str, bool)] = &[
 ];
 
 /// The function binaries and the types each serves (`"function"` in a fixture).
-fn function_types(name: &str) -> Option<&'static [&'static str]> {
+fn function_types(name: &str) -> Option<&'static handlers::Routes> {
     Some(match name {
         "wxpay_functions" => handlers::ALL_TYPES,
         "wxpay_order" => handlers::ORDER_TYPES,
@@ -649,7 +649,7 @@ fn fixtures_cover_every_shape_and_type() {
             problems.push(format!("no fixture for the {shape} shape"));
         }
     }
-    for ty in handlers::ALL_TYPES {
+    for ty in handlers::ALL_TYPES.types() {
         // Quoted, so that `wxpay_refund` is not found inside `wxpay_refund_query`; bodies
         // of HTTP events are JSON inside a JSON string, hence the escaped form too.
         let quoted = format!("\"{ty}\"");

@@ -278,6 +278,18 @@ async fn forged_stale_probing_and_garbage_notifications_change_nothing(kind: Sto
             401,
         ),
         (
+            "a signature algorithm we do not verify",
+            genuine
+                .clone()
+                .with_header("Wechatpay-Signature-Type", "WECHATPAY2-SM2-WITH-SM3"),
+            401,
+        ),
+        (
+            "no signature algorithm named",
+            genuine.clone().without_header("Wechatpay-Signature-Type"),
+            401,
+        ),
+        (
             "garbage body, unsigned",
             genuine.clone().with_body("garbage".into()),
             401,

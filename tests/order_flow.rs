@@ -312,10 +312,19 @@ async fn prepay_failures_leave_the_order_unpayable(kind: StoreKind) {
     ));
     let (status, _) = h.call_as("o_f", order.clone()).await;
     assert_eq!(status, 502);
+    // Signed with RSA, but naming another algorithm: refused, not checked the wrong way.
+    h.sim.inject_fault(Fault::new(
+        "/v3/pay/transactions/jsapi",
+        1,
+        FaultKind::SignatureType("WECHATPAY2-SM2-WITH-SM3".into()),
+    ));
+    let (status, body) = h.call_as("o_f", order.clone()).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.get("data").is_none(), "no prepay handed out: {body}");
 
     // Every failed order is marked so nobody mistakes it for payable: those WeChat Pay saw
-    // (delayed, badly signed, unsigned answers) and those it refused alike.
-    assert_eq!(h.store.count_orders().await.unwrap(), 6);
+    // (delayed, badly signed, unsigned, wrongly named answers) and those it refused alike.
+    assert_eq!(h.store.count_orders().await.unwrap(), 7);
     let seen_by_wechat: Vec<String> = h
         .sim
         .orders()
@@ -323,7 +332,7 @@ async fn prepay_failures_leave_the_order_unpayable(kind: StoreKind) {
         .map(|o| o.out_trade_no)
         .filter(|no| *no != first)
         .collect();
-    assert_eq!(seen_by_wechat.len(), 3);
+    assert_eq!(seen_by_wechat.len(), 4);
     for no in &seen_by_wechat {
         assert_eq!(h.order(no).await.status, OrderStatus::Failed, "{no}");
     }

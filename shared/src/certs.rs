@@ -27,6 +27,8 @@ const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(60);
 pub enum VerifyError {
     #[error("missing header {0}")]
     MissingHeader(&'static str),
+    #[error("Wechatpay-Signature-Type {0:?} is not {SIGNATURE_TYPE}")]
+    UnsupportedSignatureType(String),
     #[error("signature probe (WECHATPAY/SIGNTEST) refused")]
     Probe,
     #[error("Wechatpay-Timestamp is not within {MAX_CLOCK_SKEW_SECS} s of now")]
@@ -49,7 +51,13 @@ pub enum CertError {
     Download(String),
 }
 
-/// The four headers WeChat Pay signs with.
+/// The only algorithm we verify. WeChat Pay names it in `Wechatpay-Signature-Type` on every
+/// answer and notification; another name (its SM2 scheme, say) is refused rather than
+/// checked with the wrong algorithm, and so is an answer that names none, as the Python
+/// and Java SDKs do.
+pub const SIGNATURE_TYPE: &str = "WECHATPAY2-SHA256-RSA2048";
+
+/// The headers WeChat Pay signs with (the algorithm already checked).
 #[derive(Debug, Clone)]
 pub struct SignatureHeaders {
     pub serial: String,
@@ -67,6 +75,12 @@ impl SignatureHeaders {
                 .filter(|v| !v.is_empty())
                 .ok_or(VerifyError::MissingHeader(name))
         };
+        let signature_type = get("wechatpay-signature-type")?;
+        if signature_type != SIGNATURE_TYPE {
+            // Bounded: the value may come from anyone who can reach the notify URL.
+            let shown: String = signature_type.chars().take(64).collect();
+            return Err(VerifyError::UnsupportedSignatureType(shown));
+        }
         Ok(SignatureHeaders {
             signature: get("wechatpay-signature")?,
             serial: get("wechatpay-serial")?,
@@ -597,6 +611,46 @@ mod tests {
         assert!(
             !consults_the_key(&cached(now + day, now + 2 * day)).await,
             "published early"
+        );
+    }
+
+    fn header_map(signature_type: Option<&str>) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in [
+            (
+                "Wechatpay-Serial",
+                "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+            ),
+            ("Wechatpay-Signature", "c2lnbmF0dXJl"),
+            ("Wechatpay-Timestamp", "1554209980"),
+            ("Wechatpay-Nonce", "c5ac7061fccab6bf3e254dcf98995b8c"),
+        ] {
+            h.insert(k, v.parse().unwrap());
+        }
+        if let Some(t) = signature_type {
+            h.insert("Wechatpay-Signature-Type", t.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_rsa_signature_type_is_accepted() {
+        let ok = SignatureHeaders::from_headers(&header_map(Some("WECHATPAY2-SHA256-RSA2048")));
+        assert_eq!(ok.unwrap().nonce, "c5ac7061fccab6bf3e254dcf98995b8c");
+        assert_eq!(
+            SignatureHeaders::from_headers(&header_map(Some("WECHATPAY2-SM2-WITH-SM3")))
+                .unwrap_err(),
+            VerifyError::UnsupportedSignatureType("WECHATPAY2-SM2-WITH-SM3".into())
+        );
+        assert_eq!(
+            SignatureHeaders::from_headers(&header_map(Some("wechatpay2-sha256-rsa2048")))
+                .unwrap_err(),
+            VerifyError::UnsupportedSignatureType("wechatpay2-sha256-rsa2048".into()),
+            "the name is compared exactly, as WeChat Pay spells it"
+        );
+        assert_eq!(
+            SignatureHeaders::from_headers(&header_map(None)).unwrap_err(),
+            VerifyError::MissingHeader("wechatpay-signature-type")
         );
     }
 

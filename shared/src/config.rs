@@ -12,6 +12,9 @@ use crate::prices::{parse_price_list, PriceList};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 pub const DEFAULT_PRICES: &str = "basic=0.01,premium=29.9";
+pub const DEFAULT_WECHAT_API_BASE_URL: &str = "https://api.weixin.qq.com";
+/// HMAC-SHA256 keys shorter than its block's worth of entropy are guessable offline.
+pub const MIN_SESSION_SECRET_BYTES: usize = 32;
 
 /// Start-up failed: one line per bad variable.
 #[derive(Debug, thiserror::Error)]
@@ -97,11 +100,65 @@ pub struct Config {
     pub wechatpay_timeout: Duration,
     /// How often a warm instance looks for due backend deliveries after a notification.
     pub outbox_sweep_interval: Duration,
+    pub login: LoginSettings,
     /// `TRUST_OPENID_HEADER`: believe `X-WX-OPENID` (only where a gateway sets it and
     /// strips clients' copies, as CloudBase does).
     pub trust_openid_header: bool,
     /// `LAMBDA_EVENT_SHAPE`.
     pub event_shape: EventShape,
+}
+
+/// `wxpay_login` (`jscode2session`) and the session tokens it issues.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// `WECHAT_API_BASE_URL`: where `/sns/jscode2session` is.
+    pub api_base_url: String,
+    pub app_secret: Option<Secret>,
+    /// Signs session tokens; at least [`MIN_SESSION_SECRET_BYTES`].
+    pub session_secret: Option<Secret>,
+    pub session_ttl: Duration,
+}
+
+impl LoginSettings {
+    fn from_vars(get: impl Fn(&str) -> Option<String>, problems: &mut Vec<String>) -> Self {
+        let api_base_url = get("WECHAT_API_BASE_URL")
+            .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE_URL.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        check_url("WECHAT_API_BASE_URL", &api_base_url, problems);
+        let session_secret = get("SESSION_SECRET");
+        if let Some(s) = &session_secret {
+            if s.len() < MIN_SESSION_SECRET_BYTES {
+                problems.push(format!(
+                    "SESSION_SECRET must be at least {MIN_SESSION_SECRET_BYTES} bytes (it has {})",
+                    s.len()
+                ));
+            }
+        }
+        let session_ttl = match get("SESSION_TTL_SECS") {
+            None => Duration::from_secs(86_400),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) if (60..=30 * 86_400).contains(&secs) => Duration::from_secs(secs),
+                _ => {
+                    problems.push(format!(
+                        "SESSION_TTL_SECS must be whole seconds from 60 to 2592000 (got `{v}`)"
+                    ));
+                    Duration::from_secs(86_400)
+                }
+            },
+        };
+        LoginSettings {
+            api_base_url,
+            app_secret: get("WECHAT_APP_SECRET").map(Secret::new),
+            session_secret: session_secret.map(Secret::new),
+            session_ttl,
+        }
+    }
+
+    /// Login needs both secrets: one to ask WeChat, one to sign what we hand out.
+    pub fn enabled(&self) -> bool {
+        self.app_secret.is_some() && self.session_secret.is_some()
+    }
 }
 
 impl Config {
@@ -263,6 +320,7 @@ impl Config {
             },
         };
 
+        let login = LoginSettings::from_vars(get, &mut problems);
         let trust_openid_header = match get("TRUST_OPENID_HEADER").as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
@@ -304,6 +362,7 @@ impl Config {
                 default_prices,
                 wechatpay_timeout,
                 outbox_sweep_interval,
+                login,
                 trust_openid_header,
                 event_shape,
             }),
@@ -468,6 +527,34 @@ mod tests {
         for secret in ["too-short-s3cret", "garbage-private-material", "dbpassw0rd"] {
             assert!(!err.contains(secret), "error leaks a secret: {err}");
         }
+    }
+
+    #[test]
+    fn login_needs_both_secrets_and_a_long_session_secret() {
+        let c = load(&base()).unwrap();
+        assert!(!c.login.enabled());
+        assert_eq!(c.login.api_base_url, DEFAULT_WECHAT_API_BASE_URL);
+        assert_eq!(c.login.session_ttl, Duration::from_secs(86_400));
+
+        let mut vars = base();
+        vars.insert(
+            "WECHAT_APP_SECRET",
+            "app-s3cret-0123456789abcdef012345".into(),
+        );
+        vars.insert("SESSION_SECRET", "too-short-s3cret".into());
+        let err = load(&vars).unwrap_err().to_string();
+        assert!(
+            err.contains("SESSION_SECRET must be at least 32 bytes"),
+            "{err}"
+        );
+        assert!(!err.contains("too-short-s3cret"), "{err}");
+
+        vars.insert("SESSION_SECRET", "x".repeat(32));
+        vars.insert("SESSION_TTL_SECS", "3600".into());
+        let c = load(&vars).unwrap();
+        assert!(c.login.enabled());
+        assert_eq!(c.login.session_ttl, Duration::from_secs(3600));
+        assert!(!format!("{c:?}").contains("app-s3cret"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! message that says what to fix and never carries a secret.
 
 use crate::client::ClientError;
+use crate::miniprogram::LoginError;
+use crate::session::TokenError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,13 @@ pub enum AppError {
     WechatPay(#[from] ClientError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    #[error(transparent)]
+    SessionToken(#[from] TokenError),
+    /// A feature this deployment has not been configured for; the message names the settings.
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -91,6 +100,18 @@ impl AppError {
                 }
                 _ => (502, 50200),
             },
+            AppError::Login(e) => match e {
+                LoginError::InvalidCode | LoginError::CodeUsed => (400, 40020),
+                LoginError::HighRisk => (403, 40320),
+                LoginError::Credentials(_) => (502, 50211),
+                LoginError::RateLimited => (502, 50212),
+                LoginError::Timeout => (504, 50400),
+                LoginError::Other(..) | LoginError::Network(_) | LoginError::Decode(_) => {
+                    (502, 50200)
+                }
+            },
+            AppError::SessionToken(_) => (401, 40110),
+            AppError::NotConfigured(_) => (503, 50310),
             AppError::Store(_) => (500, 50010),
             AppError::Internal(_) => (500, 50000),
         }

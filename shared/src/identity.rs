@@ -4,6 +4,8 @@
 //! - HTTP: `X-WX-OPENID`, only with `TRUST_OPENID_HEADER` (a gateway such as CloudBase sets
 //!   it and strips clients' copies); otherwise a request carrying it is refused, never
 //!   silently believed or ignored.
+//! - A session token from `wxpay_login` (`Authorization: Bearer`, or `sessionToken` in a
+//!   raw event), on every deployment: verified before its openid is believed.
 //! - Trusted callers: the internal secret, compared in constant time.
 //! - The payer's IP (H5): the address the platform's own edge saw, never an
 //!   `X-Forwarded-For` entry the client wrote.
@@ -16,7 +18,9 @@ use serde_json::{Map, Value};
 use crate::config::{Config, EventShape};
 use crate::error::AppError;
 use crate::handlers::{Call, Caller};
-use crate::util::secret_eq;
+use crate::session::TokenError;
+use crate::state::App;
+use crate::util::{is_valid_openid, now_utc, secret_eq};
 
 /// The headers a gateway sets for the mini-program user; a client can write them too.
 const PLATFORM_IDENTITY_HEADER: &str = "x-wx-openid";
@@ -118,10 +122,45 @@ pub fn listener_client_ip(peer: IpAddr, headers: &HeaderMap) -> String {
     peer.to_string()
 }
 
-fn valid_openid(s: &str) -> bool {
-    (1..=128).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+/// The openid a session token vouches for, if the call carries one. A token that does not
+/// verify is refused, never ignored: the caller meant to be someone.
+pub fn session_openid(app: &App, token: Option<&str>) -> Result<Option<String>, AppError> {
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    let tokens = app.sessions.as_ref().ok_or(TokenError::Disabled)?;
+    Ok(Some(tokens.verify(token, now_utc())?))
+}
+
+/// `Authorization: Bearer <token>`; other schemes are not ours to interpret.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = header(headers, "authorization")?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// A raw event's `sessionToken` field.
+pub fn session_token_field(event: &Map<String, Value>) -> Result<Option<&str>, AppError> {
+    match event.get("sessionToken") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) => Ok(Some(t.as_str())),
+        Some(_) => Err(AppError::invalid("field `sessionToken` must be a string")),
+    }
+}
+
+/// The caller's one identity: the platform's, or the session token's when they agree.
+pub fn one_identity(
+    platform: Option<String>,
+    session: Option<String>,
+) -> Result<Option<String>, AppError> {
+    match (platform, session) {
+        (Some(p), Some(s)) if p != s => Err(AppError::Forbidden(
+            "the session token and the platform name different users".into(),
+        )),
+        (p, s) => Ok(p.or(s)),
+    }
 }
 
 /// Builds the call from a JSON object once the platform identity and trust are known.
@@ -134,6 +173,7 @@ pub fn build_call(
 ) -> Result<Call, AppError> {
     data.remove("userInfo");
     data.remove("internalSecret");
+    data.remove("sessionToken");
     let ty = match data.remove("type") {
         Some(Value::String(t)) if !t.trim().is_empty() => t.trim().to_string(),
         Some(_) => {
@@ -147,7 +187,7 @@ pub fn build_call(
         )),
     };
     if let Some(o) = &platform_openid {
-        if !valid_openid(o) {
+        if !is_valid_openid(o) {
             return Err(AppError::invalid("the caller's openid is malformed"));
         }
     }
@@ -155,7 +195,7 @@ pub fn build_call(
     match data.remove("openid") {
         None | Some(Value::Null) => {}
         Some(Value::String(o)) if trusted => {
-            if !valid_openid(&o) {
+            if !is_valid_openid(&o) {
                 return Err(AppError::invalid("field `openid` is malformed"));
             }
             openid = Some(o);

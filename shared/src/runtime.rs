@@ -16,9 +16,11 @@ use serde_json::{json, Map, Value};
 use crate::config::Config;
 use crate::config::EventShape;
 use crate::error::AppError;
-use crate::handlers::{handle_call, Call, Caller};
+use crate::handlers::{
+    handle_call, handle_notification, notifications_not_served, Call, Caller, Routes,
+};
 use crate::identity::{self, build_call, header, trust, Transport};
-use crate::notify::{self, NotifyAnswer};
+use crate::notify::NotifyAnswer;
 use crate::state::App;
 
 /// Largest request body accepted; WeChat Pay notifications and calls are a few KiB.
@@ -106,18 +108,13 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
     // A notification is recognised by its signature header; the body must then carry a
     // `resource`, which the notification handler checks.
     if req.headers.contains_key("wechatpay-signature") {
-        if !(app.serves(crate::handlers::ORDER_CALLBACK)
-            || app.serves(crate::handlers::REFUND_CALLBACK))
-        {
-            return notify_response(NotifyAnswer::fail(
-                404,
-                "this function does not receive WeChat Pay notifications",
-            ));
+        if !app.serves_notifications() {
+            return notify_response(notifications_not_served());
         }
         if req.body.len() > BODY_LIMIT {
             return notify_response(NotifyAnswer::fail(413, "notification body too large"));
         }
-        return notify_response(notify::handle(app, &req.headers, &req.body).await);
+        return notify_response(handle_notification(app, &req.headers, &req.body).await);
     }
     let result = async {
         if req.method != Method::POST {
@@ -130,7 +127,9 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
             return Err(AppError::BodyTooLarge { limit: BODY_LIMIT });
         }
         let trusted = trust(&app.config, header(&req.headers, "x-internal-secret"))?;
-        let openid = identity::header_openid(&app.config, &req.headers, req.transport)?;
+        let platform = identity::header_openid(&app.config, &req.headers, req.transport)?;
+        let session = identity::session_openid(app, identity::bearer_token(&req.headers))?;
+        let openid = identity::one_identity(platform, session)?;
         let data = parse_object(&req.body)?;
         let call = build_call(data, openid, trusted, req.source_ip.clone())?;
         handle_call(app, call).await
@@ -161,7 +160,9 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         }
         let presented = data.get("internalSecret").and_then(Value::as_str);
         let trusted = trust(&app.config, presented)?;
-        let openid = identity::user_info_openid(&data);
+        let platform = identity::user_info_openid(&data);
+        let session = identity::session_openid(app, identity::session_token_field(&data)?)?;
+        let openid = identity::one_identity(platform, session)?;
         let call = build_call(data, openid, trusted, None)?;
         handle_call(app, call).await
     }
@@ -458,7 +459,7 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
 
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
-pub fn run(types: &'static [&'static str]) -> ExitCode {
+pub fn run(routes: &'static Routes) -> ExitCode {
     crate::logging::init();
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -467,7 +468,7 @@ pub fn run(types: &'static [&'static str]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match App::new(config, types) {
+    let app = match App::new(config, routes) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             eprintln!("cannot open the store: {e}");
@@ -537,9 +538,10 @@ fn run_local(app: Arc<App>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let types: Vec<&str> = app.routes.types().collect();
         tracing::info!(
             "serving {} on http://{addr} (POST /pay, GET /healthz)",
-            app.types.join(", ")
+            types.join(", ")
         );
         match serve(app, listener).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -8,8 +8,11 @@ use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::handlers::Routes;
+use crate::miniprogram::MiniProgramClient;
 use crate::outbox::Courier;
 use crate::prices::Prices;
+use crate::session::SessionTokens;
 use crate::settlement::{Merchant, Settlement};
 use crate::store::{self, Store, StoreError};
 
@@ -19,26 +22,26 @@ pub struct App {
     pub wechat: WechatPayClient,
     /// The price list of `API_BASE_URL` (or `DEFAULT_PRICES` alone).
     pub prices: Prices,
+    /// Verifies session tokens; `None` without `SESSION_SECRET`.
+    pub sessions: Option<SessionTokens>,
+    /// `jscode2session`, for `wxpay_login`.
+    pub miniprogram: MiniProgramClient,
     /// One price list per `API_BASE_URL_<BUSINESSTYPE>`, each with its own warm cache:
     /// an order is priced by the backend that will be told it was paid.
     business_prices: BTreeMap<String, Prices>,
-    /// The `type`s this binary serves.
-    pub types: &'static [&'static str],
+    /// The `type`s this binary serves, with their handlers.
+    pub routes: &'static Routes,
     last_outbox_sweep: Mutex<Option<Instant>>,
 }
 
 impl App {
     /// Builds the state; touches no network (MySQL and TLS are set up on first use).
-    pub fn new(config: Config, types: &'static [&'static str]) -> Result<App, StoreError> {
+    pub fn new(config: Config, routes: &'static Routes) -> Result<App, StoreError> {
         let store = store::open(config.database_url.expose())?;
-        Ok(Self::with_store(config, store, types))
+        Ok(Self::with_store(config, store, routes))
     }
 
-    pub fn with_store(
-        config: Config,
-        store: Arc<dyn Store>,
-        types: &'static [&'static str],
-    ) -> App {
+    pub fn with_store(config: Config, store: Arc<dyn Store>, routes: &'static Routes) -> App {
         let keys = Arc::new(PlatformKeys::new(
             config.platform_key.clone(),
             config.apiv3_key.clone(),
@@ -57,13 +60,27 @@ impl App {
             .iter()
             .map(|(business, url)| (business.clone(), prices_of(Some(url.clone()))))
             .collect();
+        let sessions = config.login.session_secret.as_ref().map(|secret| {
+            SessionTokens::new(
+                secret.expose().as_bytes(),
+                &config.appid,
+                config.login.session_ttl,
+            )
+        });
+        let miniprogram = MiniProgramClient::new(
+            &config.login.api_base_url,
+            &config.appid,
+            config.wechatpay_timeout,
+        );
         App {
             config: Arc::new(config),
             store,
             wechat,
             prices,
+            sessions,
+            miniprogram,
             business_prices,
-            types,
+            routes,
             last_outbox_sweep: Mutex::new(None),
         }
     }
@@ -104,10 +121,6 @@ impl App {
         }
     }
 
-    pub fn serves(&self, ty: &str) -> bool {
-        self.types.contains(&ty)
-    }
-
     /// Deliveries to the business backend from this instance.
     pub fn courier(&self) -> Courier<'_> {
         Courier::new(self.store.as_ref(), &self.config)
@@ -124,5 +137,10 @@ impl App {
             },
             courier,
         )
+    }
+
+    /// Whether this binary answers WeChat Pay notifications.
+    pub fn serves_notifications(&self) -> bool {
+        self.routes.notifications.is_some()
     }
 }

@@ -58,6 +58,13 @@ pub fn is_valid_reference(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// Whether `s` looks like an openid: 1–128 characters of `[0-9A-Za-z_-]` (WeChat's are 28).
+pub fn is_valid_openid(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 pub fn now_utc() -> OffsetDateTime {
     OffsetDateTime::now_utc()
 }

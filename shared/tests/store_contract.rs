@@ -1817,7 +1817,7 @@ async fn mysql_legacy_tables_gain_new_columns() {
     let Some(db) = MysqlDb::create().await else {
         return;
     };
-    let mut conn = mysql_legacy_tables(&db).await;
+    let conn = mysql_legacy_tables(&db).await;
     let _ = conn.disconnect().await;
     legacy_schema_is_upgraded(db.store.clone()).await;
     db.cleanup().await;

@@ -1,357 +1,29 @@
 //! The built `wxpay_functions` binary under the real Lambda Runtime API protocol.
 //!
-//! A small Runtime API server runs in the test on 127.0.0.1 (`/2018-06-01/runtime/...`:
-//! `invocation/next`, `invocation/{id}/response`, `invocation/{id}/error`, `init/error`),
-//! the binary is started with `AWS_LAMBDA_RUNTIME_API` pointing at it — exactly as Lambda
-//! starts `bootstrap` — and is fed events one at a time, as Lambda does. The WeChat Pay
-//! simulator and the fake backend come from `wxpay-local`; the binary keeps its own SQLite
-//! file, since it is a separate process.
+//! The Runtime API of `wxpay_local::lambda_api` runs in the test on 127.0.0.1
+//! (`/2018-06-01/runtime/...`: `invocation/next`, `invocation/{id}/response`,
+//! `invocation/{id}/error`, `init/error`), the binary is started with
+//! `AWS_LAMBDA_RUNTIME_API` pointing at it — exactly as Lambda starts `bootstrap` — and is
+//! fed events one at a time, as Lambda does. The WeChat Pay simulator and the fake backend
+//! come from `wxpay-local`; the binary keeps its own SQLite file, since it is a separate
+//! process.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use wxpay_local::lambda_api::{
+    http_v2_event as http_v2, payment_notification_event, Bootstrap, Posted, RuntimeApi,
+};
 use wxpay_local::{LocalEnv, LocalOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxpay_functions");
-const PREFIX: &str = "/2018-06-01/runtime";
-const FUNCTION_ARN: &str = "arn:aws:lambda:ap-east-1:123456789012:function:wxpay-RouterFunction";
-const TRACE_ID: &str = "Root=1-65f01a2b-4f1e6a2d8b0c9e7f12345678;Parent=53995c3f42cd8ad8;Sampled=0";
 const OPENID: &str = "oLambdaRuntimeTest0000000001";
 /// Generous for a debug binary on a loaded CI machine, but bounded: a hung binary fails
 /// the test instead of hanging it.
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// What the binary posted back for one invocation (or for its initialisation).
-#[derive(Debug)]
-enum Posted {
-    Response {
-        id: String,
-        body: Bytes,
-    },
-    Error {
-        id: String,
-        error_type: Option<String>,
-        body: Bytes,
-    },
-    InitError {
-        body: Bytes,
-    },
-}
-
-struct Invocation {
-    id: String,
-    event: Bytes,
-}
-
-struct ServerState {
-    /// Events waiting for the binary's next `GET invocation/next`.
-    pending: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
-    posted: mpsc::UnboundedSender<Posted>,
-    next_calls: AtomicUsize,
-}
-
-/// The in-test Lambda Runtime API.
-struct RuntimeApi {
-    addr: SocketAddr,
-    queue: mpsc::UnboundedSender<Invocation>,
-    posted: tokio::sync::Mutex<mpsc::UnboundedReceiver<Posted>>,
-    state: Arc<ServerState>,
-    invocations: AtomicUsize,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RuntimeApi {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *r.status_mut() = status;
-    r
-}
-
-async fn serve_runtime_api(
-    state: Arc<ServerState>,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let error_type = req
-        .headers()
-        .get("Lambda-Runtime-Function-Error-Type")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(text(StatusCode::BAD_REQUEST, "unreadable body")),
-    };
-    let Some(route) = path.strip_prefix(PREFIX) else {
-        return Ok(text(StatusCode::NOT_FOUND, "not a Runtime API path"));
-    };
-    if method == Method::GET && route == "/invocation/next" {
-        state.next_calls.fetch_add(1, Ordering::SeqCst);
-        // Like Lambda, block until there is an event (the test drives the pace).
-        let Some(inv) = state.pending.lock().await.recv().await else {
-            return Ok(text(StatusCode::INTERNAL_SERVER_ERROR, "no more events"));
-        };
-        let deadline = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock after 1970")
-            .as_millis()
-            + 30_000;
-        let resp = Response::builder()
-            .status(StatusCode::OK)
-            .header("Content-Type", "application/json")
-            .header("Lambda-Runtime-Aws-Request-Id", &inv.id)
-            .header("Lambda-Runtime-Deadline-Ms", deadline.to_string())
-            .header("Lambda-Runtime-Invoked-Function-Arn", FUNCTION_ARN)
-            .header("Lambda-Runtime-Trace-Id", TRACE_ID)
-            .body(Full::new(inv.event))
-            .expect("valid response");
-        return Ok(resp);
-    }
-    if method == Method::POST && route == "/init/error" {
-        let _ = state.posted.send(Posted::InitError { body });
-        return Ok(text(StatusCode::ACCEPTED, r#"{"status":"OK"}"#));
-    }
-    if method == Method::POST {
-        if let Some(rest) = route.strip_prefix("/invocation/") {
-            if let Some(id) = rest.strip_suffix("/response") {
-                let id = id.to_string();
-                let _ = state.posted.send(Posted::Response { id, body });
-                return Ok(text(StatusCode::ACCEPTED, r#"{"status":"OK"}"#));
-            }
-            if let Some(id) = rest.strip_suffix("/error") {
-                let id = id.to_string();
-                let _ = state.posted.send(Posted::Error {
-                    id,
-                    error_type,
-                    body,
-                });
-                return Ok(text(StatusCode::ACCEPTED, r#"{"status":"OK"}"#));
-            }
-        }
-    }
-    Ok(text(StatusCode::NOT_FOUND, "unknown Runtime API route"))
-}
-
-impl RuntimeApi {
-    async fn start() -> RuntimeApi {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .expect("bind the Runtime API");
-        let addr = listener.local_addr().expect("local address");
-        let (queue, pending) = mpsc::unbounded_channel();
-        let (posted_tx, posted) = mpsc::unbounded_channel();
-        let state = Arc::new(ServerState {
-            pending: tokio::sync::Mutex::new(pending),
-            posted: posted_tx,
-            next_calls: AtomicUsize::new(0),
-        });
-        let served = state.clone();
-        let server = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let state = served.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        serve_runtime_api(state.clone(), req)
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        RuntimeApi {
-            addr,
-            queue,
-            posted: tokio::sync::Mutex::new(posted),
-            state,
-            invocations: AtomicUsize::new(0),
-            server,
-        }
-    }
-
-    /// Queues one event and waits (bounded) for what the binary posts back for it.
-    async fn invoke_raw(&self, child: &mut FunctionProcess, event: Bytes) -> Posted {
-        let n = self.invocations.fetch_add(1, Ordering::SeqCst);
-        let id = format!("8f5f1a3c-0000-4000-8000-{n:012}");
-        self.queue
-            .send(Invocation {
-                id: id.clone(),
-                event,
-            })
-            .expect("the Runtime API server is running");
-        let posted = tokio::time::timeout(INVOKE_TIMEOUT, async {
-            self.posted.lock().await.recv().await
-        })
-        .await;
-        let posted = match posted {
-            Ok(Some(p)) => p,
-            Ok(None) => child.fail("the Runtime API server stopped"),
-            Err(_) => child.fail(&format!(
-                "no answer to invocation {id} within {INVOKE_TIMEOUT:?}"
-            )),
-        };
-        match &posted {
-            Posted::Response { id: got, .. } | Posted::Error { id: got, .. } if *got != id => {
-                child.fail(&format!("answer for {got}, expected one for {id}"))
-            }
-            Posted::InitError { body } => child.fail(&format!(
-                "the binary reported an init error: {}",
-                String::from_utf8_lossy(body)
-            )),
-            _ => posted,
-        }
-    }
-
-    /// Invokes with a JSON event and returns the JSON the function answered.
-    async fn invoke(&self, child: &mut FunctionProcess, event: Value) -> Value {
-        match self.invoke_raw(child, Bytes::from(event.to_string())).await {
-            Posted::Response { body, .. } => serde_json::from_slice(&body).unwrap_or_else(|e| {
-                child.fail(&format!(
-                    "the response is not JSON ({e}): {}",
-                    String::from_utf8_lossy(&body)
-                ))
-            }),
-            other => child.fail(&format!("expected a response to {event}, got {other:?}")),
-        }
-    }
-}
-
-/// The binary as a child process. Dropping it kills it (also when the test panics), and a
-/// panicking test prints what the binary logged.
-struct FunctionProcess {
-    child: Child,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl FunctionProcess {
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn fail(&mut self, msg: &str) -> ! {
-        let status = match self.child.try_wait() {
-            Ok(Some(status)) => format!("exited: {status}"),
-            _ => "still running".to_string(),
-        };
-        panic!("{msg}\nthe binary is {status}; its log:\n{}", self.logs());
-    }
-}
-
-impl Drop for FunctionProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("--- wxpay_functions log ---\n{}", self.logs());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A fresh directory for the binary's SQLite file and log.
-fn scratch_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or_default();
-    let dir = std::env::temp_dir().join(format!(
-        "wxpay-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    std::fs::create_dir_all(&dir).expect("create a scratch directory");
-    dir
-}
-
-/// Starts the binary the way Lambda does: only the Runtime API address and the
-/// function's variables in its environment, nothing inherited from the test.
-fn spawn_function(api: SocketAddr, vars: &[(String, String)]) -> FunctionProcess {
-    let dir = scratch_dir("lambda-rt");
-    let log = dir.join("function.log");
-    let out = std::fs::File::create(&log).expect("create the log file");
-    let err = out.try_clone().expect("clone the log file");
-    let db = format!("sqlite://{}", dir.join("wxpay.db").display());
-    let child = Command::new(BIN)
-        .env_clear()
-        .envs(vars.iter().filter(|(k, _)| k != "DATABASE_URL").cloned())
-        .env("DATABASE_URL", db)
-        .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", "wxpay-RouterFunction")
-        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        .env(
-            "AWS_LAMBDA_LOG_STREAM_NAME",
-            "2026/03/12/[$LATEST]0123456789abcdef",
-        )
-        .env(
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            "/aws/lambda/wxpay/wxpay_functions",
-        )
-        .env("AWS_REGION", "ap-east-1")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("start the wxpay_functions binary");
-    FunctionProcess { child, dir, log }
-}
-
-/// An API Gateway HTTP API (payload 2.0) event.
-fn http_v2(method: &str, path: &str, headers: Value, body: Option<String>) -> Value {
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": format!("{method} {path}"),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "a1b2c3d4e5",
-            "domainName": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com",
-            "domainPrefix": "a1b2c3d4e5",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.24",
-                "userAgent": "lambda-runtime-test"
-            },
-            "requestId": "Yx1AbcDEFgHIjkl=",
-            "routeKey": format!("{method} {path}"),
-            "stage": "$default",
-            "time": "12/Mar/2026:08:00:00 +0000",
-            "timeEpoch": 1773302400000u64
-        },
-        "isBase64Encoded": false
-    });
-    if let Some(body) = body {
-        event["body"] = Value::String(body);
-    }
-    event
-}
 
 fn http_body(answer: &Value) -> Value {
     let body = answer["body"]
@@ -365,8 +37,9 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
     let env = LocalEnv::start(LocalOptions::for_tests())
         .await
         .expect("simulator and backend start");
-    let api = RuntimeApi::start().await;
-    let mut function = spawn_function(api.addr, &env.vars);
+    let api = RuntimeApi::start().await.expect("the Runtime API listens");
+    let mut function =
+        Bootstrap::with_sqlite(Path::new(BIN), &api, "wxpay-RouterFunction", &env.vars);
     let json_headers = json!({ "content-type": "application/json", "host": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com" });
 
     // 1. API Gateway v2: a NATIVE order.
@@ -379,6 +52,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 json_headers.clone(),
                 Some(r#"{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}"#.into()),
             ),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["statusCode"], 200, "{answer}");
@@ -397,6 +71,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 "tradeType": "JSAPI",
                 "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
             }),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["code"], 0, "{answer}");
@@ -426,6 +101,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 json_headers.clone(),
                 Some(r#"{"type":"wxpay_teleport"}"#.into()),
             ),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["statusCode"], 400, "{answer}");
@@ -434,7 +110,11 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
     // 4. A payload that is not JSON: the runtime reports it on the error endpoint, and the
     //    binary keeps serving.
     match api
-        .invoke_raw(&mut function, Bytes::from_static(b"{not json"))
+        .invoke_raw(
+            &mut function,
+            Bytes::from_static(b"{not json"),
+            INVOKE_TIMEOUT,
+        )
         .await
     {
         Posted::Error {
@@ -455,23 +135,11 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
     }
 
     // 5. WeChat Pay's notification for the order of step 2, byte for byte as signed.
-    env.sim
-        .mark_paid_silently(&out_trade_no)
+    let notification = payment_notification_event(&env.sim, &out_trade_no)
         .await
-        .expect("the simulator pays");
-    let n = env
-        .sim
-        .build_transaction_notification(&out_trade_no)
-        .expect("a notification for the paid order");
-    let mut headers = serde_json::Map::new();
-    for (k, v) in &n.headers {
-        headers.insert(k.to_ascii_lowercase(), Value::String(v.clone()));
-    }
+        .expect("the simulator pays and signs");
     let answer = api
-        .invoke(
-            &mut function,
-            http_v2("POST", "/pay", Value::Object(headers), Some(n.body.clone())),
-        )
+        .invoke(&mut function, notification, INVOKE_TIMEOUT)
         .await;
     assert_eq!(answer["statusCode"], 204, "{answer}");
     assert!(
@@ -488,6 +156,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 "outTradeNo": out_trade_no,
                 "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
             }),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["code"], 0, "{answer}");
@@ -509,6 +178,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 "resources": ["arn:aws:events:ap-east-1:123456789012:rule/wxpay-retry"],
                 "detail": {}
             }),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["code"], 0, "{answer}");
@@ -524,6 +194,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 json!({ "host": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com" }),
                 None,
             ),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["statusCode"], 200, "{answer}");
@@ -532,16 +203,16 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
     // The binary keeps serving: after its last answer it long-polls for an eighth event.
     // (The answer reaches the test before the binary's next poll does, hence the wait.)
     let waited = Instant::now();
-    while api.state.next_calls.load(Ordering::SeqCst) < 8 {
+    while api.polls() < 8 {
         if waited.elapsed() > INVOKE_TIMEOUT {
-            let polls = api.state.next_calls.load(Ordering::SeqCst);
+            let polls = api.polls();
             function.fail(&format!(
                 "the binary asked for events {polls} times, expected 8"
             ));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if let Ok(Some(status)) = function.child.try_wait() {
+    if let Some(status) = function.exited() {
         function.fail(&format!("the binary exited early: {status}"));
     }
 }
@@ -557,8 +228,9 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
     let env = LocalEnv::start(LocalOptions::for_tests())
         .await
         .expect("simulator and backend start");
-    let api = RuntimeApi::start().await;
-    let mut function = spawn_function(api.addr, &env.vars);
+    let api = RuntimeApi::start().await.expect("the Runtime API listens");
+    let mut function =
+        Bootstrap::with_sqlite(Path::new(BIN), &api, "wxpay-RouterFunction", &env.vars);
     let json_headers = |openid: Option<&str>| {
         let mut h = json!({ "content-type": "application/json", "host": "a1b2c3d4e5.execute-api.ap-east-1.amazonaws.com" });
         if let Some(o) = openid {
@@ -573,6 +245,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
             &mut function,
             json!({ "type": "wxpay_order", "packageType": "basic",
                     "userInfo": { "appId": "wx8888888888888888", "openId": VICTIM } }),
+            INVOKE_TIMEOUT,
         )
         .await;
     let no = answer["data"]["outTradeNo"]
@@ -591,6 +264,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
                 json_headers(Some(VICTIM)),
                 Some(close.to_string()),
             ),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["statusCode"], 403, "{answer}");
@@ -610,7 +284,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
     dressed["type"] = json!("wxpay_close_order");
     dressed["outTradeNo"] = json!(no);
     dressed["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": ATTACKER });
-    let answer = api.invoke(&mut function, dressed).await;
+    let answer = api.invoke(&mut function, dressed, INVOKE_TIMEOUT).await;
     assert_eq!(answer["code"], 40400, "{answer}");
 
     // 3. A forged userInfo in an HTTP body is no identity.
@@ -620,6 +294,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
         .invoke(
             &mut function,
             http_v2("POST", "/pay", json_headers(None), Some(forged.to_string())),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["statusCode"], 401, "{answer}");
@@ -628,7 +303,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
     let mut claim = close.clone();
     claim["openid"] = json!(VICTIM);
     claim["internalSecret"] = json!("guessed-secret-000000000");
-    let answer = api.invoke(&mut function, claim).await;
+    let answer = api.invoke(&mut function, claim, INVOKE_TIMEOUT).await;
     assert_eq!(answer["code"], 40300, "{answer}");
 
     // The victim's order is still open: the victim can still close it.
@@ -637,6 +312,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
             &mut function,
             json!({ "type": "wxpay_close_order", "outTradeNo": no,
                     "userInfo": { "appId": "wx8888888888888888", "openId": VICTIM } }),
+            INVOKE_TIMEOUT,
         )
         .await;
     assert_eq!(answer["code"], 0, "{answer}");
@@ -653,7 +329,6 @@ fn missing_configuration_exits_2_naming_every_bad_variable_and_no_secret() {
     const INTERNAL: &str = "internal-s3cret-never-printed";
     const KEY: &str =
         "-----BEGIN PRIVATE KEY-----\\nbm90LWEta2V5LXMzY3JldA==\\n-----END PRIVATE KEY-----";
-    let dir = scratch_dir("lambda-cfg");
     let started = Instant::now();
     let mut child = Command::new(BIN)
         .env_clear()
@@ -687,7 +362,6 @@ fn missing_configuration_exits_2_naming_every_bad_variable_and_no_secret() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let output = child.wait_with_output().expect("collect output");
-    let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(status.code(), Some(2), "exit code 2; stderr:\n{stderr}");

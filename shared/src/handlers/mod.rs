@@ -1,15 +1,22 @@
 //! Domain handlers, one module per function. They see a typed [`Call`] and the [`App`];
 //! never which invocation shape or database they run on.
 
+pub mod history;
+pub mod login;
 pub mod order;
 pub mod query;
 pub mod refund;
 pub mod retry;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use http::HeaderMap;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::error::AppError;
+use crate::notify::{self, NotifyAnswer};
 use crate::state::App;
 
 pub const ORDER: &str = "wxpay_order";
@@ -21,23 +28,124 @@ pub const REFUND: &str = "wxpay_refund";
 pub const REFUND_QUERY: &str = "wxpay_refund_query";
 pub const REFUND_CALLBACK: &str = "wxpay_refund_callback";
 pub const NOTIFY_RETRY: &str = "wxpay_notify_retry";
+pub const LOGIN: &str = "wxpay_login";
+pub const ORDER_LIST: &str = "wxpay_order_list";
+pub const STATS: &str = "wxpay_stats";
 
-/// The types each function binary serves (SPEC §4).
-pub const ORDER_TYPES: &[&str] = &[ORDER];
-pub const CALLBACK_TYPES: &[&str] = &[ORDER_CALLBACK, REFUND_CALLBACK, NOTIFY_RETRY];
-pub const QUERY_TYPES: &[&str] = &[QUERY_BY_OUT_TRADE_NO, QUERY_BY_TRANSACTION_ID, CLOSE_ORDER];
-pub const REFUND_TYPES: &[&str] = &[REFUND, REFUND_QUERY];
-pub const ALL_TYPES: &[&str] = &[
-    ORDER,
-    ORDER_CALLBACK,
-    QUERY_BY_OUT_TRADE_NO,
-    QUERY_BY_TRANSACTION_ID,
-    CLOSE_ORDER,
-    REFUND,
-    REFUND_QUERY,
-    REFUND_CALLBACK,
-    NOTIFY_RETRY,
-];
+/// A handler for calls by `type`. Boxed, so that a table of them can name each one: the
+/// table a binary is started with is then the only reference to its handlers, and the
+/// linker leaves out every handler the binary does not serve.
+pub type CallHandler =
+    for<'a> fn(
+        &'a App,
+        &'a Call,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, AppError>> + Send + 'a>>;
+
+/// The handler for WeChat Pay's signed notifications.
+pub type NotificationHandler =
+    for<'a> fn(
+        &'a App,
+        &'a HeaderMap,
+        &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = NotifyAnswer> + Send + 'a>>;
+
+/// One `type` a binary answers, and its handler.
+pub struct Route {
+    pub ty: &'static str,
+    pub handler: CallHandler,
+}
+
+/// What one function binary serves (SPEC §4): the types it answers and, for the binaries
+/// that receive them, WeChat Pay's notifications.
+pub struct Routes {
+    /// In the order error messages list them.
+    pub calls: &'static [Route],
+    pub notifications: Option<NotificationHandler>,
+}
+
+impl Routes {
+    pub fn types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.calls.iter().map(|r| r.ty)
+    }
+
+    fn handler(&self, ty: &str) -> Option<CallHandler> {
+        self.calls.iter().find(|r| r.ty == ty).map(|r| r.handler)
+    }
+}
+
+macro_rules! route {
+    ($ty:expr => $handler:path) => {
+        Route {
+            ty: $ty,
+            handler: |app, call| Box::pin($handler(app, call)),
+        }
+    };
+}
+
+/// Notifications are typed by their signed body, never by a `type` field.
+async fn by_signed_request_only(_: &App, _: &Call) -> Result<Value, AppError> {
+    Err(AppError::invalid(
+        "notifications come from WeChat Pay as signed HTTP requests (Wechatpay-* headers and a resource object); they cannot be called by type",
+    ))
+}
+
+const NOTIFICATIONS: NotificationHandler =
+    |app, headers, body| Box::pin(notify::handle(app, headers, body));
+
+/// `wxpay_order`.
+pub const ORDER_TYPES: &Routes = &Routes {
+    calls: &[
+        route!(ORDER => order::create),
+        route!(LOGIN => login::login),
+    ],
+    notifications: None,
+};
+/// `wxpay_callback`: notifications, and the outbox retry its schedule runs.
+pub const CALLBACK_TYPES: &Routes = &Routes {
+    calls: &[
+        route!(ORDER_CALLBACK => by_signed_request_only),
+        route!(REFUND_CALLBACK => by_signed_request_only),
+        route!(NOTIFY_RETRY => retry::retry),
+    ],
+    notifications: Some(NOTIFICATIONS),
+};
+/// `wxpay_query`.
+pub const QUERY_TYPES: &Routes = &Routes {
+    calls: &[
+        route!(QUERY_BY_OUT_TRADE_NO => query::by_out_trade_no),
+        route!(QUERY_BY_TRANSACTION_ID => query::by_transaction_id),
+        route!(CLOSE_ORDER => query::close),
+        route!(ORDER_LIST => history::list),
+        route!(STATS => history::stats),
+    ],
+    notifications: None,
+};
+/// `wxpay_refund`.
+pub const REFUND_TYPES: &Routes = &Routes {
+    calls: &[
+        route!(REFUND => refund::create),
+        route!(REFUND_QUERY => refund::query),
+    ],
+    notifications: None,
+};
+/// `wxpay_functions`, the router: every type.
+pub const ALL_TYPES: &Routes = &Routes {
+    calls: &[
+        route!(ORDER => order::create),
+        route!(ORDER_CALLBACK => by_signed_request_only),
+        route!(QUERY_BY_OUT_TRADE_NO => query::by_out_trade_no),
+        route!(QUERY_BY_TRANSACTION_ID => query::by_transaction_id),
+        route!(CLOSE_ORDER => query::close),
+        route!(REFUND => refund::create),
+        route!(REFUND_QUERY => refund::query),
+        route!(REFUND_CALLBACK => by_signed_request_only),
+        route!(NOTIFY_RETRY => retry::retry),
+        route!(LOGIN => login::login),
+        route!(ORDER_LIST => history::list),
+        route!(STATS => history::stats),
+    ],
+    notifications: Some(NOTIFICATIONS),
+};
 
 /// Who is calling, as the runtime adapter established it (SPEC §3).
 #[derive(Debug, Clone, Default)]
@@ -89,26 +197,30 @@ impl Call {
 
 /// Routes a call to its handler. The type must be one this binary serves.
 pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
-    if !app.serves(&call.ty) {
+    let Some(handler) = app.routes.handler(&call.ty) else {
+        let served: Vec<&str> = app.routes.types().collect();
         return Err(AppError::UnknownType(format!(
             "unknown type `{}`; this function serves: {}",
             call.ty,
-            app.types.join(", ")
+            served.join(", ")
         )));
+    };
+    handler(app, &call).await
+}
+
+/// Answers a signed notification, or 404 from a binary that does not receive them.
+pub async fn handle_notification(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer {
+    match app.routes.notifications {
+        Some(handler) => handler(app, headers, body).await,
+        None => notifications_not_served(),
     }
-    match call.ty.as_str() {
-        ORDER => order::create(app, &call).await,
-        QUERY_BY_OUT_TRADE_NO => query::by_out_trade_no(app, &call).await,
-        QUERY_BY_TRANSACTION_ID => query::by_transaction_id(app, &call).await,
-        CLOSE_ORDER => query::close(app, &call).await,
-        REFUND => refund::create(app, &call).await,
-        REFUND_QUERY => refund::query(app, &call).await,
-        NOTIFY_RETRY => retry::retry(app, &call).await,
-        ORDER_CALLBACK | REFUND_CALLBACK => Err(AppError::invalid(
-            "notifications come from WeChat Pay as signed HTTP requests (Wechatpay-* headers and a resource object); they cannot be called by type",
-        )),
-        other => Err(AppError::UnknownType(format!("unknown type `{other}`"))),
-    }
+}
+
+pub fn notifications_not_served() -> NotifyAnswer {
+    NotifyAnswer::fail(
+        404,
+        "this function does not receive WeChat Pay notifications",
+    )
 }
 
 /// Optional short text field: trimmed, empty → None, at most `max_bytes` of UTF-8 (WeChat

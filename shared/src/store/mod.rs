@@ -10,6 +10,7 @@
 //! Every state change is a guarded update (`... WHERE status IN (...)` or equivalent) inside
 //! one transaction, so duplicate and concurrent callers change nothing twice.
 
+pub mod history;
 mod model;
 mod mysql;
 mod rows;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+pub use history::OrderHistory;
 pub use model::*;
 pub use mysql::MySqlStore;
 pub use sqlite::SqliteStore;
@@ -158,7 +160,7 @@ impl<T: ?Sized> Inspect for T {}
 
 /// Every port, and the schema.
 #[async_trait]
-pub trait Store: PaymentStore + Refunds + OutboxStore + Inspect {
+pub trait Store: PaymentStore + Refunds + OutboxStore + OrderHistory + Inspect {
     /// Create or migrate the schema (idempotent DDL). Implementations also call it lazily.
     async fn migrate(&self) -> Result<(), StoreError>;
 

@@ -159,6 +159,15 @@ pub(super) const ADDED_COLUMNS: &[(&str, &str)] = &[
 pub(super) const INDEXES: &[(&str, &str, &str)] = &[
     ("orders", "idx_orders_transaction_id", "transaction_id"),
     ("orders", "idx_orders_openid", "openid"),
+    // A payer's orders newest first, one range per page (wxpay_order_list).
+    (
+        "orders",
+        "idx_orders_openid_created",
+        "openid, created_at, out_trade_no",
+    ),
+    // Totals over a period (wxpay_stats); created_at never changes, so payments do not
+    // pay for this index.
+    ("orders", "idx_orders_created_at", "created_at"),
     (
         "payment_logs",
         "idx_payment_logs_out_trade_no",

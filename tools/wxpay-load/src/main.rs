@@ -9,12 +9,15 @@
 //! - notifications: N orders paid at the simulator, their signed `TRANSACTION.SUCCESS`
 //!   notifications built beforehand, then delivered at concurrency C straight to the function;
 //!   afterwards the function's peak RSS (VmHWM) and the backend deliveries are checked;
-//! - cold: R times exec → first `/healthz` 200 and R times exec → first order answered.
+//! - cold: R times exec → first `/healthz` 200 and R times exec → first order answered;
+//! - lambda: R times, under the Lambda Runtime API, exec → first response for an order
+//!   (`wxpay_order`, the router) and a notification (`wxpay_callback`, the router).
 
 mod cold;
 mod cpu;
 mod db;
 mod drive;
+mod lambda;
 mod report;
 mod target;
 
@@ -46,6 +49,9 @@ USAGE: wxpay-load [OPTIONS]
   --bin PATH            router binary [target/release/wxpay_functions]
   --baseline PATH       also measure this router binary (an earlier build) in the same run,
                         rounds interleaved, and print the database work of all side by side
+  --lambda-dirs LIST    comma-separated directories holding wxpay_order, wxpay_callback and
+                        wxpay_functions, for the lambda phase; several builds are measured
+                        interleaved [the directory of --bin]
   --node DIR            also measure the Node.js reference in DIR (runs `node index.js`
                         there; `npm ci` it first) and print the ratios; needs MySQL
   --node-bin PATH       the node executable [node]
@@ -55,8 +61,9 @@ USAGE: wxpay-load [OPTIONS]
   -c, --concurrency C   requests in flight [16]
   --rounds K            repeat the orders and notifications K times (a fresh process and
                         store each time, implementations alternating) and report medians [1]
-  --cold-runs R         cold starts per implementation, interleaved with the other's [20]
-  --phases LIST         any of orders,notifications,cold [orders,notifications,cold]
+  --cold-runs R         cold starts per implementation (per binary and event in the lambda
+                        phase), interleaved with the others [20]
+  --phases LIST         any of orders,notifications,cold,lambda [all four]
   --trade-type T        JSAPI (paySign, X-WX-OPENID) or NATIVE [JSAPI]
   --public-key          the simulator signs with a WeChat Pay public key (WECHAT_PUBLIC_KEY
                         configured) instead of downloadable platform certificates
@@ -72,6 +79,7 @@ const SECRET: &str = "bench-internal-secret-0123456789";
 struct Args {
     bin: PathBuf,
     baseline: Option<PathBuf>,
+    lambda_dirs: Vec<PathBuf>,
     node_dir: Option<PathBuf>,
     node_bin: String,
     database_url: Option<String>,
@@ -82,6 +90,7 @@ struct Args {
     orders: bool,
     notifications: bool,
     cold: bool,
+    lambda: bool,
     jsapi: bool,
     public_key: bool,
 }
@@ -90,6 +99,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut a = Args {
         bin: PathBuf::from("target/release/wxpay_functions"),
         baseline: None,
+        lambda_dirs: Vec::new(),
         node_dir: None,
         node_bin: "node".into(),
         database_url: None,
@@ -100,6 +110,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         orders: true,
         notifications: true,
         cold: true,
+        lambda: true,
         jsapi: true,
         public_key: false,
     };
@@ -118,6 +129,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             "-h" | "--help" => return Ok(None),
             "--bin" => a.bin = PathBuf::from(value("--bin")?),
             "--baseline" => a.baseline = Some(PathBuf::from(value("--baseline")?)),
+            "--lambda-dirs" => {
+                a.lambda_dirs = value("--lambda-dirs")?
+                    .split(',')
+                    .filter(|d| !d.trim().is_empty())
+                    .map(|d| PathBuf::from(d.trim()))
+                    .collect()
+            }
             "--node" => a.node_dir = Some(PathBuf::from(value("--node")?)),
             "--node-bin" => a.node_bin = value("--node-bin")?,
             "--database-url" => a.database_url = Some(value("--database-url")?),
@@ -134,14 +152,16 @@ fn parse_args() -> Result<Option<Args>, String> {
                 a.orders = false;
                 a.notifications = false;
                 a.cold = false;
+                a.lambda = false;
                 for p in list.split(',').map(str::trim) {
                     match p {
                         "orders" => a.orders = true,
                         "notifications" | "notify" => a.notifications = true,
                         "cold" => a.cold = true,
+                        "lambda" => a.lambda = true,
                         other => {
                             return Err(format!(
-                                "unknown phase `{other}`: use orders, notifications, cold"
+                                "unknown phase `{other}`: use orders, notifications, cold, lambda"
                             ))
                         }
                     }
@@ -161,6 +181,11 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--public-key" => a.public_key = true,
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
+    }
+    if a.lambda_dirs.is_empty() {
+        let dir = a.bin.parent().filter(|d| !d.as_os_str().is_empty());
+        a.lambda_dirs
+            .push(dir.map_or_else(|| PathBuf::from("."), Path::to_path_buf));
     }
     Ok(Some(a))
 }
@@ -689,8 +714,23 @@ async fn run(args: Args) -> Result<bool, String> {
         }
     }
 
-    for (kind, summary) in kinds.iter().zip(&summaries) {
-        print_summary(&kind.describe(), summary);
+    if args.lambda {
+        println!(
+            "\n== Lambda cold starts: {} runs per binary and first event, interleaved…",
+            args.cold_runs
+        );
+        let url = db.fresh("lambda").await?;
+        if let Err(e) = lambda::phase(&stack, &args.lambda_dirs, &url, args.cold_runs, &work).await
+        {
+            failures.push(format!("lambda cold start: {e}"));
+        }
+    }
+
+    // The lambda phase prints its own table.
+    if args.orders || args.notifications || args.cold {
+        for (kind, summary) in kinds.iter().zip(&summaries) {
+            print_summary(&kind.describe(), summary);
+        }
     }
     if kinds.len() > 2 || args.baseline.is_some() {
         let named: Vec<(String, &Summary)> = kinds

@@ -3,6 +3,7 @@
 //! business backend, wired with freshly generated merchant keys.
 
 pub mod backend;
+pub mod lambda_api;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +110,10 @@ impl LocalEnv {
             ("WECHATPAY_BASE_URL".into(), sim.base_url()),
             ("API_BASE_URL".into(), backend.url()),
             ("DATABASE_URL".into(), opts.database_url.clone()),
+            // wxpay_login: the simulator also plays api.weixin.qq.com's jscode2session.
+            ("WECHAT_API_BASE_URL".into(), sim.base_url()),
+            ("WECHAT_APP_SECRET".into(), sc.app_secret.clone()),
+            ("SESSION_SECRET".into(), wxpay_sim::crypto::random_alnum(48)),
         ];
         if let Some(secret) = &opts.internal_secret {
             vars.push(("INTERNAL_API_SECRET".into(), secret.clone()));

@@ -63,17 +63,24 @@ wxpay functions running locally
   store                {db}
   internal secret      {secret}   (local only; set INTERNAL_API_SECRET to choose)
 
-1. Create a mini-program (JSAPI) order for user o_demo_user, as your backend would:
-   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_order","packageType":"premium","openid":"o_demo_user"}}'
-   (X-WX-OPENID is refused here, as on any gateway that does not set it; start with
-   TRUST_OPENID_HEADER=true to play CloudBase, which sets it for mini-program calls.)
-   …or a Native (QR code) order:
+1. Log in as the mini-program would: wx.login() gives a code (here the simulator hands one
+   out for user o_demo_user), and wxpay_login exchanges it for a session token:
+   curl -s -X POST '{s}/sim/login-codes?openid=o_demo_user'
+   curl -s {r}/pay -d '{{"type":"wxpay_login","code":"CODE"}}'
+2. Create a mini-program (JSAPI) order as that user (X-WX-OPENID is refused here, as on
+   any gateway that does not set it; TRUST_OPENID_HEADER=true plays CloudBase, which does):
+   curl -s {r}/pay -H 'Authorization: Bearer TOKEN' -d '{{"type":"wxpay_order","packageType":"premium"}}'
+   …or a Native (QR code) order, which needs no login:
    curl -s {r}/pay -d '{{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}}'
-2. Let the simulator pay it (it sends a signed, encrypted notification to the router):
+3. Let the simulator pay it (it sends a signed, encrypted notification to the router):
    curl -s -X POST {s}/sim/pay/OUT_TRADE_NO
-3. Query it (the order row is now `paid`, and the backend above printed the delivery):
-   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_query_order_by_out_trade_no","outTradeNo":"OUT_TRADE_NO"}}'
-4. Refund part of it (trusted callers only; the simulator completes refunds after 2 s):
+4. Query it (the order row is now `paid`, and the backend above printed the delivery):
+   curl -s {r}/pay -H 'Authorization: Bearer TOKEN' -d '{{"type":"wxpay_query_order_by_out_trade_no","outTradeNo":"OUT_TRADE_NO"}}'
+5. List the user's orders, newest first (pass `nextCursor` back as `cursor` for more):
+   curl -s {r}/pay -H 'Authorization: Bearer TOKEN' -d '{{"type":"wxpay_order_list","limit":10}}'
+6. Totals per status (trusted callers only):
+   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_stats"}}'
+7. Refund part of it (trusted callers only; the simulator completes refunds after 2 s):
    curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_refund","outTradeNo":"OUT_TRADE_NO","amount":990}}'
 
 Ctrl-C stops everything."#,

@@ -19,8 +19,10 @@
 
 mod api;
 mod auth;
+mod control;
 pub mod crypto;
 pub mod keys;
+mod login;
 mod notify;
 mod platform;
 mod server;
@@ -56,6 +58,8 @@ pub struct SimConfig {
     pub mode: PlatformMode,
     /// Complete refunds automatically (SUCCESS + notification) after this delay.
     pub auto_refund_after: Option<Duration>,
+    /// The mini-program's AppSecret, which `GET /sns/jscode2session` checks.
+    pub app_secret: String,
     /// WeChat Pay answers `429 FREQUENCY_LIMITED` to a refund request for an order that had
     /// one less than this long ago ("同一笔订单多次退款的请求需相隔1分钟"). Tests shorten it.
     pub refund_frequency_window: Duration,
@@ -72,6 +76,7 @@ impl SimConfig {
             merchant_public_key_pem: keys.public_key_pem.clone(),
             mode: PlatformMode::Certificate,
             auto_refund_after: None,
+            app_secret: crypto::random_from(b"0123456789abcdef", 32),
             refund_frequency_window: Duration::from_secs(60),
         }
     }
@@ -127,6 +132,9 @@ pub enum FaultKind {
     Unsigned,
     /// Process the request; the signature is a `WECHATPAY/SIGNTEST/...` probe.
     SignTestProbe,
+    /// Process the request; the answer is signed as usual but its `Wechatpay-Signature-Type`
+    /// names this algorithm instead (empty: the header is left out).
+    SignatureType(String),
     /// Drop the connection without answering (the request is not processed).
     Disconnect,
 }
@@ -171,6 +179,7 @@ pub(crate) struct Inner {
     pub merchant_key: crypto::Verifier,
     pub platform: Mutex<Platform>,
     pub state: Mutex<State>,
+    pub logins: Mutex<login::Logins>,
     pub http: reqwest::Client,
     pub shutdown: tokio::sync::Notify,
 }
@@ -227,12 +236,24 @@ impl Simulator {
                 merchant_key,
                 platform: Mutex::new(platform),
                 state: Mutex::new(State::default()),
+                logins: Mutex::new(login::Logins::default()),
                 http,
                 shutdown: tokio::sync::Notify::new(),
             }),
         };
         tokio::spawn(server::serve(listener, sim.clone()));
         Ok(sim)
+    }
+
+    /// A `wx.login()` code for this openid, as the user's phone would get it: valid for five
+    /// minutes, exchangeable once at `GET /sns/jscode2session`.
+    pub fn login_code(&self, openid: &str) -> String {
+        lock(&self.inner.logins).issue(openid, None)
+    }
+
+    /// A login code whose exchange fails with this WeChat `errcode` (e.g. 40226, 45011).
+    pub fn failing_login_code(&self, openid: &str, errcode: i64) -> String {
+        lock(&self.inner.logins).issue(openid, Some(errcode))
     }
 
     /// `http://127.0.0.1:PORT`, no trailing slash.

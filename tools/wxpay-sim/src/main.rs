@@ -24,8 +24,10 @@ environment:
 
 control API (no signature needed):
   POST /sim/pay/{out_trade_no}
+  POST /sim/login-codes?openid=…      a wx.login() code for GET /sns/jscode2session
   POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
   POST /sim/faults/refund-late?delay_ms=N&times=K   accept the next refund(s), answer late
+  POST /sim/faults {\"path\":\"/v3/pay/\",\"kind\":\"status\",\"status\":500}   DELETE /sim/faults
   GET  /sim/orders[/{out_trade_no}]   GET /sim/refunds[/{out_refund_no}]";
 
 struct Args {
@@ -102,6 +104,8 @@ fn write_outputs(dir: &Path, keys: &MerchantKeys, sim: &Simulator) -> std::io::R
         format!("WECHAT_PRIVATE_KEY_FILE={}", key_file.display()),
         format!("WECHAT_APIV3_KEY={}", config.apiv3_key),
         format!("WECHATPAY_BASE_URL={}", sim.base_url()),
+        format!("WECHAT_API_BASE_URL={}", sim.base_url()),
+        format!("WECHAT_APP_SECRET={}", config.app_secret),
     ];
     if let Some(cert) = sim.platform_cert_pem() {
         write_file(&dir.join("wechatpay_platform_cert.pem"), &cert, false)?;

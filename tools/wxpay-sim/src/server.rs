@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::api::{self, MerchantRequest, Reply};
-use crate::crypto;
+use crate::{auth, control, crypto};
 use crate::{lock, FaultKind, RefundOutcome, SimError, Simulator};
 
 /// Larger bodies are refused: no WeChat Pay request comes near this.
@@ -97,22 +97,36 @@ async fn handle(
         .get(http::header::AUTHORIZATION)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
 
-    if path == "/sim" || path.starts_with("/sim/") {
-        return Ok(control(&sim, &method, &path, &query).await);
+    // The mini-program login API lives on api.weixin.qq.com, not the payment gateway: its
+    // answers are plain JSON, unsigned, HTTP 200 even for errors.
+    if path == "/sns/jscode2session" {
+        let config = &sim.inner.config;
+        let answer = lock(&sim.inner.logins).exchange(&config.appid, &config.app_secret, &query);
+        return Ok(plain_json(200, &answer));
     }
 
-    {
+    let is_control = path == "/sim" || path.starts_with("/sim/");
+    if !is_control {
         let mut st = lock(&sim.inner.state);
         *st.hits.entry(path.clone()).or_default() += 1;
     }
 
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
+        Err(e) if is_control => {
+            return Ok(plain_json(
+                400,
+                &json!({ "code": "PARAM_ERROR", "message": format!("cannot read the body: {e}") }),
+            ))
+        }
         Err(e) => {
             let reply = Reply::error(400, "PARAM_ERROR", format!("无法读取请求体：{e}"));
             return Ok(sign(&sim, reply, None));
         }
     };
+    if is_control {
+        return Ok(control(&sim, &method, &path, &query, &body).await);
+    }
 
     let fault = lock(&sim.inner.state).take_fault(&path);
     match &fault {
@@ -173,10 +187,17 @@ fn sign(sim: &Simulator, reply: Reply, fault: Option<&FaultKind>) -> Response<Fu
     }
     headers.push(("Request-ID", crypto::random_from(b"0123456789ABCDEF", 40)));
     if !matches!(fault, Some(FaultKind::Unsigned)) {
-        headers.push(("Wechatpay-Timestamp", timestamp));
+        let signature_type = match fault {
+            Some(FaultKind::SignatureType(t)) => t.clone(),
+            _ => auth::SCHEME.to_string(),
+        };
         headers.push(("Wechatpay-Nonce", nonce));
-        headers.push(("Wechatpay-Signature", signature));
         headers.push(("Wechatpay-Serial", identity.serial.clone()));
+        headers.push(("Wechatpay-Signature", signature));
+        if !signature_type.is_empty() {
+            headers.push(("Wechatpay-Signature-Type", signature_type));
+        }
+        headers.push(("Wechatpay-Timestamp", timestamp));
     }
     build_response(reply.status, headers, reply.body)
 }
@@ -218,8 +239,14 @@ fn notified(result: Result<crate::NotifyOutcome, SimError>) -> Response<Full<Byt
     }
 }
 
-/// The unauthenticated control API for people driving a local run by hand.
-async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Response<Full<Bytes>> {
+/// The unauthenticated control API, for people and for test harnesses in any language.
+async fn control(
+    sim: &Simulator,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Response<Full<Bytes>> {
     let segs: Vec<String> = path
         .trim_start_matches('/')
         .split('/')
@@ -253,6 +280,27 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
             };
             notified(sim.complete_refund(no, outcome).await)
         }
+        ("POST", ["sim", "login-codes"]) => {
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix(name))
+                    .map(|v| {
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
+            };
+            let Some(openid) = param("openid=").filter(|o| !o.is_empty()) else {
+                return plain_json(
+                    400,
+                    &json!({ "code": "PARAM_ERROR", "message": "give ?openid=… (and optionally &errcode=40226|45011|…)" }),
+                );
+            };
+            let errcode = param("errcode=").and_then(|c| c.parse::<i64>().ok());
+            let code = lock(&sim.inner.logins).issue(&openid, errcode);
+            plain_json(200, &json!({ "code": code, "openid": openid }))
+        }
         ("POST", ["sim", "faults", "refund-late"]) => {
             let param = |name: &str| {
                 query.split('&').find_map(|kv| {
@@ -269,6 +317,17 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
                 &json!({ "armed": times, "delayMs": delay.as_millis() as u64 }),
             )
         }
+        ("POST", ["sim", "faults"]) => match control::parse_fault(body) {
+            Ok(fault) => {
+                sim.inject_fault(fault);
+                plain_json(200, &json!({ "injected": true }))
+            }
+            Err(message) => plain_json(400, &json!({ "code": "PARAM_ERROR", "message": message })),
+        },
+        ("DELETE", ["sim", "faults"]) => {
+            sim.clear_faults();
+            plain_json(200, &json!({ "cleared": true }))
+        }
         ("GET", ["sim", "orders"]) => plain_json(200, &json!(sim.orders())),
         ("GET", ["sim", "orders", no]) => match sim.order(no) {
             Some(o) => plain_json(200, &json!(o)),
@@ -283,7 +342,7 @@ async fn control(sim: &Simulator, method: &str, path: &str, query: &str) -> Resp
             404,
             &json!({
                 "code": "NOT_FOUND",
-                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, POST /sim/faults/refund-late?delay_ms=N&times=K, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
+                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/login-codes?openid=…, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, POST /sim/faults, DELETE /sim/faults, POST /sim/faults/refund-late?delay_ms=N&times=K, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
             }),
         ),
     }

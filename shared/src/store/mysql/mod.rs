@@ -15,6 +15,7 @@
 //! locks, which would make two refunds of neighbouring orders deadlock each other on insert.
 
 mod conn;
+mod history;
 
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, Params, Row, TxOpts, Value};

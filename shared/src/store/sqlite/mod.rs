@@ -33,6 +33,7 @@ use super::{
     RefundStatus, Refunds, Store, StoreError, Transitions,
 };
 
+mod history;
 mod ports;
 
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
