@@ -13,6 +13,7 @@
 pub mod history;
 mod model;
 mod mysql;
+mod refund_check;
 mod rows;
 pub mod rules;
 mod schema;
