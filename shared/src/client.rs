@@ -323,6 +323,19 @@ impl WechatPayClient {
             .ok_or_else(|| ClientError::Decode("empty prepay answer".into()))
     }
 
+    /// A verified answer whose fields are out of WeChat Pay's documented format is not
+    /// used: it is a failed call (502), never a value to store.
+    fn checked<T>(
+        answer: T,
+        check: impl FnOnce(&T) -> Result<(), crate::formats::FormatError>,
+    ) -> Result<T, ClientError> {
+        check(&answer).map_err(|e| {
+            tracing::error!("WeChat Pay answer out of format, not used: {e}");
+            ClientError::Decode(format!("out of WeChat Pay's documented format: {e}"))
+        })?;
+        Ok(answer)
+    }
+
     pub async fn query_by_out_trade_no(
         &self,
         out_trade_no: &str,
@@ -332,9 +345,11 @@ impl WechatPayClient {
             seg(out_trade_no),
             seg(&self.mchid)
         );
-        self.call(reqwest::Method::GET, &path, None::<&()>)
+        let tx = self
+            .call(reqwest::Method::GET, &path, None::<&()>)
             .await?
-            .ok_or_else(|| ClientError::Decode("empty query answer".into()))
+            .ok_or_else(|| ClientError::Decode("empty query answer".into()))?;
+        Self::checked(tx, Transaction::check_format)
     }
 
     pub async fn query_by_transaction_id(
@@ -346,9 +361,11 @@ impl WechatPayClient {
             seg(transaction_id),
             seg(&self.mchid)
         );
-        self.call(reqwest::Method::GET, &path, None::<&()>)
+        let tx = self
+            .call(reqwest::Method::GET, &path, None::<&()>)
             .await?
-            .ok_or_else(|| ClientError::Decode("empty query answer".into()))
+            .ok_or_else(|| ClientError::Decode("empty query answer".into()))?;
+        Self::checked(tx, Transaction::check_format)
     }
 
     pub async fn close(&self, out_trade_no: &str) -> Result<(), ClientError> {
@@ -372,6 +389,7 @@ impl WechatPayClient {
         )
         .await?
         .ok_or_else(|| ClientError::Decode("empty refund answer".into()))
+        .and_then(|r| Self::checked(r, RefundInfo::check_format))
     }
 
     pub async fn query_refund(&self, out_refund_no: &str) -> Result<RefundInfo, ClientError> {
@@ -379,6 +397,7 @@ impl WechatPayClient {
         self.call(reqwest::Method::GET, &path, None::<&()>)
             .await?
             .ok_or_else(|| ClientError::Decode("empty refund answer".into()))
+            .and_then(|r| Self::checked(r, RefundInfo::check_format))
     }
 }
 

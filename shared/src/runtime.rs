@@ -403,9 +403,31 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
     }
 }
 
+/// Reads a local HTTP request's body: too large is 413, a body that breaks HTTP framing (bad
+/// chunked encoding, fewer bytes than its `Content-Length`) is 400 — never mistaken for
+/// each other.
+async fn read_body(headers: &HeaderMap, body: hyper::body::Incoming) -> Result<Bytes, AppError> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(AppError::BodyTooLarge { limit: BODY_LIMIT });
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(AppError::BodyTooLarge { limit: BODY_LIMIT }),
+        Err(e) => Err(AppError::InvalidJson(format!(
+            "the request body is malformed (chunked encoding or Content-Length): {e}"
+        ))),
+    }
+}
+
 /// Serves local HTTP on an already-bound listener until the process ends.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    use http_body_util::{BodyExt, Full, Limited};
+    use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
 
@@ -417,23 +439,8 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
                 let app = app.clone();
                 async move {
                     let (parts, body) = req.into_parts();
-                    let too_large = parts
-                        .headers
-                        .get(http::header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .is_some_and(|n| n > BODY_LIMIT);
-                    let body = if too_large {
-                        None
-                    } else {
-                        Limited::new(body, BODY_LIMIT)
-                            .collect()
-                            .await
-                            .ok()
-                            .map(|c| c.to_bytes())
-                    };
-                    let resp = match body {
-                        Some(body) => {
+                    let resp = match read_body(&parts.headers, body).await {
+                        Ok(body) => {
                             let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
                             let req = HttpRequest {
                                 method: parts.method,
@@ -445,9 +452,12 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
                             };
                             handle_http(&app, req).await
                         }
-                        None => {
-                            let (s, b) =
-                                envelope(Err(AppError::BodyTooLarge { limit: BODY_LIMIT }));
+                        Err(e) if parts.headers.contains_key("wechatpay-signature") => {
+                            let (status, _) = e.status_and_code();
+                            notify_response(NotifyAnswer::fail(status, e.public_message()))
+                        }
+                        Err(e) => {
+                            let (s, b) = envelope(Err(e));
                             HttpResponse::json(s, &b)
                         }
                     };
@@ -467,23 +477,10 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     }
 }
 
-fn init_tracing() {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
 pub fn run(routes: &'static Routes) -> ExitCode {
-    init_tracing();
+    crate::logging::init();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -14,6 +14,7 @@ pub mod history;
 mod model;
 mod mysql;
 mod reconciliation;
+mod refund_check;
 mod rows;
 pub mod rules;
 mod schema;
@@ -72,9 +73,10 @@ pub trait Transitions: Send + Sync {
 
     /// Records a refund's final state once. On `success` adds the amount to the order's
     /// `refunded_amount` and sets `refunded` when nothing remains. A refund the store does
-    /// not know (made in the merchant portal) is inserted from `result`. Returns whether
-    /// anything changed.
-    async fn finish_refund(&self, result: &RefundResult) -> Result<bool, StoreError>;
+    /// not know (made in the merchant portal) is inserted from `result`. A result that does
+    /// not match the rows (see [`rules::check_result`]) changes nothing and says why; the
+    /// check and the write share one transaction, so two results cannot both fit.
+    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError>;
 }
 
 /// Refund rows before their outcome is known.

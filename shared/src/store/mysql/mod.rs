@@ -30,8 +30,8 @@ use super::rules::{self, after_refund, existing_reservation, result_applies};
 use super::sql::{self, truncated_error};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
-    PaidTransition, PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus, Refunds,
-    Store, StoreError, Transitions,
+    PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
+    RefundStatus, Refunds, Store, StoreError, Transitions,
 };
 
 /// Positional statement parameters from heterogeneous values.
@@ -336,13 +336,30 @@ impl MySqlStore {
     }
 
     /// `None`: a concurrent caller inserted the same unknown refund first; run again.
-    async fn finish_refund_once(&self, result: &RefundResult) -> Result<Option<bool>, Fail> {
+    async fn finish_refund_once(
+        &self,
+        result: &RefundResult,
+    ) -> Result<Option<RefundOutcome>, Fail> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         // Serialises with reserve_refund and with duplicates of this result; see the
         // module comment for why the lock precedes every read.
         let order = lock_order(&mut tx, &result.out_trade_no).await?;
-        match select_refund(&mut tx, &result.out_refund_no).await? {
+        let known = select_refund(&mut tx, &result.out_refund_no).await?;
+        let in_flight: Option<i64> = tx
+            .exec_first(&*sql::IN_FLIGHT_SUM, params![&result.out_trade_no])
+            .await?;
+        let checked = rules::check_result(
+            order.as_ref(),
+            known.as_ref(),
+            in_flight.unwrap_or(0),
+            result,
+        );
+        if let Err(m) = checked {
+            tx.rollback().await?;
+            return Ok(Some(RefundOutcome::Mismatch(m)));
+        }
+        match known {
             None => {
                 // Made in the merchant portal (or our reservation was lost): record it as
                 // WeChat Pay reports it.
@@ -354,7 +371,7 @@ impl MySqlStore {
             Some(known) => {
                 if !result_applies(&known, result) {
                     tx.rollback().await?;
-                    return Ok(Some(false));
+                    return Ok(Some(RefundOutcome::Unchanged));
                 }
                 let r = rules::applied_result(&known, result);
                 tx.exec_drop(
@@ -370,7 +387,7 @@ impl MySqlStore {
                 .await?;
                 if tx.affected_rows() != 1 {
                     tx.rollback().await?;
-                    return Ok(Some(false));
+                    return Ok(Some(RefundOutcome::Unchanged));
                 }
             }
         }
@@ -389,7 +406,7 @@ impl MySqlStore {
         }
         insert_log(&mut tx, &result.log, result.now).await?;
         tx.commit().await?;
-        Ok(Some(true))
+        Ok(Some(RefundOutcome::Applied))
     }
 
     async fn claim_one(
