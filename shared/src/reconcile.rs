@@ -393,8 +393,11 @@ fn refund_info(row: &BillRow, mchid: &str) -> RefundInfo {
         transaction_id: Some(row.transaction_id.clone()),
         out_trade_no: Some(row.out_trade_no.clone()),
         status: Some("SUCCESS".into()),
+        // A refund row carries its order's amount (订单金额), which settlement checks
+        // against the paid amount as it does for a notification's `amount.total`.
         amount: Some(RefundAmount {
             refund: Some(row.refund),
+            total: Some(row.total),
             ..Default::default()
         }),
         ..Default::default()
