@@ -163,9 +163,9 @@ pub(super) const TABLES: &[Table] = &[
         columns: &[
             req("bill_date", Text(10)),
             req("kind", Text(32)),
-            req("out_trade_no", Text(32)),
+            req("out_trade_no", Id(32)),
             // Empty for a payment's discrepancy: part of the key, so never NULL.
-            req_default("out_refund_no", Text(64), "''"),
+            req_default("out_refund_no", Id(64), "''"),
             req("detail", LongText),
             req("created_at", Time),
         ],
