@@ -343,7 +343,8 @@ mod tests {
         let sqlite = orders.create(Dialect::Sqlite);
         assert!(mysql.contains("out_trade_no VARBINARY(32) NOT NULL"));
         assert!(mysql.contains("openid VARCHAR(128) NULL"));
-        assert_eq!(exact_identifier_columns().len(), 7);
+        // orders (2), payment_logs (2), refunds (2), notify_outbox, reconciliation_items (2).
+        assert_eq!(exact_identifier_columns().len(), 9);
         assert!(mysql.contains("paid_at DATETIME(3) NULL"));
         assert!(mysql.contains("PRIMARY KEY (out_trade_no)"));
         assert!(sqlite.contains("out_trade_no TEXT NOT NULL"));
