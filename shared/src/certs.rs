@@ -1,4 +1,4 @@
-//! The keys WeChat Pay signs with (SPEC §9), kept in warm memory.
+//! The keys WeChat Pay signs with (contract §6, §10), kept in warm memory.
 //!
 //! A `Wechatpay-Serial` of `PUB_KEY_ID_…` selects the configured WeChat Pay public key; any
 //! other serial selects a platform certificate, downloaded from `/v3/certificates` when first
@@ -430,7 +430,7 @@ impl PlatformKeys {
         }
     }
 
-    /// Verifies a response or notification per SPEC §9, downloading certificates if needed.
+    /// Verifies a response or notification per contract §6, §10, downloading certificates if needed.
     pub async fn verify(
         &self,
         sig: &SignatureHeaders,

@@ -1,4 +1,4 @@
-//! A typed WeChat Pay APIv3 client: signed requests, every answer verified (SPEC §9) before
+//! A typed WeChat Pay APIv3 client: signed requests, every answer verified (contract §6, §10) before
 //! it is used, WeChat Pay's `{code,message,detail}` turned into [`ClientError::Api`].
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The one place errors become envelopes (SPEC §5): HTTP status, numeric code, and a
+//! The one place errors become envelopes (contract §4): HTTP status, numeric code, and a
 //! message that says what to fix and never carries a secret.
 
 use crate::client::ClientError;

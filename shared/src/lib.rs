@@ -1,4 +1,5 @@
-//! The library every wxpay function binary is built from.
+//! The library every wxpay function binary is built from. "Contract §N" in comments is a
+//! section of `docs/CONTRACT.md`.
 //!
 //! Domain logic (`handlers`) sees typed requests and a [`store::Store`]; the `runtime`
 //! adapter at the edge turns Lambda events, raw `callFunction` events and local HTTP into

@@ -1,4 +1,4 @@
-//! The runtime adapter: serves one [`App`] in every invocation shape of SPEC §3 —
+//! The runtime adapter: serves one [`App`] in every invocation shape of contract §2–3 —
 //! Lambda HTTP events (API Gateway v2, REST/v1 and the CloudBase/SCF trigger, ALB), raw
 //! `callFunction` events, and local HTTP on `HOST:PORT` — and renders the envelope of §5.
 //! Domain code never learns which shape a call came in.

@@ -340,7 +340,7 @@ impl<'a> Settlement<'a> {
     }
 }
 
-/// The body the business backend receives for a paid order (SPEC §8).
+/// The body the business backend receives for a paid order (contract §8).
 fn backend_payload(
     order: &Order,
     transaction_id: &str,

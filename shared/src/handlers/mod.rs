@@ -57,7 +57,7 @@ pub struct Route {
     pub handler: CallHandler,
 }
 
-/// What one function binary serves (SPEC §4): the types it answers and, for the binaries
+/// What one function binary serves (contract §5): the types it answers and, for the binaries
 /// that receive them, WeChat Pay's notifications.
 pub struct Routes {
     /// In the order error messages list them.
@@ -153,7 +153,7 @@ pub const ALL_TYPES: &Routes = &Routes {
     notifications: Some(NOTIFICATIONS),
 };
 
-/// Who is calling, as the runtime adapter established it (SPEC §3).
+/// Who is calling, as the runtime adapter established it (contract §2–3).
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The mini-program user's openid, from the platform (`userInfo`, `X-WX-OPENID`) or,

@@ -125,7 +125,7 @@ pub struct PaidTransition {
     pub log: PaymentLog,
     /// The order's `business_type`, which picks the backend the outbox row goes to.
     pub business_type: Option<String>,
-    /// JSON body for the backend notification (SPEC §8); stored in `notify_outbox`.
+    /// JSON body for the backend notification (contract §8); stored in `notify_outbox`.
     pub outbox_payload: String,
     /// The outbox row is queued leased to the caller until then, its first attempt counted.
     pub lease_until: OffsetDateTime,
