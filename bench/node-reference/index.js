@@ -5,7 +5,7 @@
 // signing, verification and decryption, mysql2 for the store, every module loaded at start —
 // because the point of the reference is to measure that shape, not an optimised Node app.
 //
-// It reads the same environment as the Rust functions (SPEC §6) and serves the same routes
+// It reads the same environment as the Rust functions (contract §7) and serves the same routes
 // on HOST:PORT, so `wxpay-load --node bench/node-reference` drives both identically.
 // It is a benchmark reference, not a product: refunds, queries and the outbox retry are
 // left out.
@@ -89,7 +89,7 @@ const pool = mysql.createPool({
   dateStrings: false,
 });
 
-// The same schema as the Rust store (SPEC §7), created on first use.
+// The same schema as the Rust store (contract §9), created on first use.
 const SCHEMA = [
   `CREATE TABLE IF NOT EXISTS orders (
     out_trade_no VARCHAR(32) NOT NULL, transaction_id VARCHAR(64) NULL,

@@ -1,4 +1,4 @@
-//! The keys WeChat Pay signs with (SPEC §9), kept in warm memory.
+//! The keys WeChat Pay signs with (contract §6, §10), kept in warm memory.
 //!
 //! A `Wechatpay-Serial` of `PUB_KEY_ID_…` selects the configured WeChat Pay public key; any
 //! other serial selects a platform certificate, downloaded from `/v3/certificates` when first
@@ -94,9 +94,14 @@ impl SignatureHeaders {
         if self.signature.starts_with("WECHATPAY/SIGNTEST/") {
             return Err(VerifyError::Probe);
         }
-        // Digits only: no sign, no spaces, no `+`; at most 12 of them (year 33658).
+        // Digits only: no sign, no spaces, no `+`, no leading zero (a second current Unix
+        // time is written one way only); at most 12 of them (year 33658).
         let digits = &self.timestamp;
-        if digits.is_empty() || digits.len() > 12 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty()
+            || digits.len() > 12
+            || digits.starts_with('0')
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(VerifyError::StaleTimestamp);
         }
         let ts: i64 = digits.parse().map_err(|_| VerifyError::StaleTimestamp)?;
@@ -425,7 +430,7 @@ impl PlatformKeys {
         }
     }
 
-    /// Verifies a response or notification per SPEC §9, downloading certificates if needed.
+    /// Verifies a response or notification per contract §6, §10, downloading certificates if needed.
     pub async fn verify(
         &self,
         sig: &SignatureHeaders,
@@ -511,6 +516,8 @@ mod tests {
             i64::MIN.to_string(),
             i64::MAX.to_string(),
             format!("+{t}"),
+            format!("0{t}"),
+            format!("00{t}"),
             format!("-{t}"),
             format!("{t}.0"),
             format!("0x{t:x}"),

@@ -1,4 +1,4 @@
-//! A typed WeChat Pay APIv3 client: signed requests, every answer verified (SPEC §9) before
+//! A typed WeChat Pay APIv3 client: signed requests, every answer verified (contract §6, §10) before
 //! it is used, WeChat Pay's `{code,message,detail}` turned into [`ClientError::Api`].
 
 use std::sync::Arc;
@@ -19,6 +19,9 @@ use crate::config::Config;
 use crate::crypto::{authorization_header, MerchantKey, RequestToSign};
 use crate::deadline;
 use crate::util::{now_utc, random_alnum};
+
+mod bill;
+pub use bill::{BillDownloadError, TradeBillResponse, MAX_BILL_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -173,6 +176,33 @@ impl WechatPayClient {
         path_and_query: &str,
         body: &str,
     ) -> Result<RawAnswer, ClientError> {
+        let resp = self
+            .signed(method, path_and_query, body)?
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = read_capped(resp, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { limit } => ClientError::TooLarge { limit },
+                BodyError::Read(e) => classify(e),
+            })?;
+        Ok(RawAnswer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// A request to `base_url + path_and_query` carrying the merchant's signature.
+    fn signed(
+        &self,
+        method: &reqwest::Method,
+        path_and_query: &str,
+        body: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
         // Each attempt gets min(WECHATPAY_TIMEOUT_MS, what the invocation has left).
         let timeout = deadline::budget(self.timeout);
         if timeout < MIN_ATTEMPT {
@@ -209,20 +239,7 @@ impl WechatPayClient {
                 .header("Content-Type", "application/json")
                 .body(body.to_string());
         }
-        let resp = req.send().await.map_err(classify)?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = read_capped(resp, MAX_ANSWER_BYTES)
-            .await
-            .map_err(|e| match e {
-                BodyError::TooLarge { limit } => ClientError::TooLarge { limit },
-                BodyError::Read(e) => classify(e),
-            })?;
-        Ok(RawAnswer {
-            status,
-            headers,
-            body,
-        })
+        Ok(req)
     }
 
     /// Sends with at most one retry, and only where WeChat Pay documents a retry with the
@@ -255,7 +272,7 @@ impl WechatPayClient {
     }
 
     /// Sends, verifies and decodes. `Ok(None)` for a verified `204 No Content`.
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path_and_query: &str,
@@ -315,6 +332,19 @@ impl WechatPayClient {
             .ok_or_else(|| ClientError::Decode("empty prepay answer".into()))
     }
 
+    /// A verified answer whose fields are out of WeChat Pay's documented format is not
+    /// used: it is a failed call (502), never a value to store.
+    fn checked<T>(
+        answer: T,
+        check: impl FnOnce(&T) -> Result<(), crate::formats::FormatError>,
+    ) -> Result<T, ClientError> {
+        check(&answer).map_err(|e| {
+            tracing::error!("WeChat Pay answer out of format, not used: {e}");
+            ClientError::Decode(format!("out of WeChat Pay's documented format: {e}"))
+        })?;
+        Ok(answer)
+    }
+
     pub async fn query_by_out_trade_no(
         &self,
         out_trade_no: &str,
@@ -324,9 +354,11 @@ impl WechatPayClient {
             seg(out_trade_no),
             seg(&self.mchid)
         );
-        self.call(reqwest::Method::GET, &path, None::<&()>)
+        let tx = self
+            .call(reqwest::Method::GET, &path, None::<&()>)
             .await?
-            .ok_or_else(|| ClientError::Decode("empty query answer".into()))
+            .ok_or_else(|| ClientError::Decode("empty query answer".into()))?;
+        Self::checked(tx, Transaction::check_format)
     }
 
     pub async fn query_by_transaction_id(
@@ -338,9 +370,11 @@ impl WechatPayClient {
             seg(transaction_id),
             seg(&self.mchid)
         );
-        self.call(reqwest::Method::GET, &path, None::<&()>)
+        let tx = self
+            .call(reqwest::Method::GET, &path, None::<&()>)
             .await?
-            .ok_or_else(|| ClientError::Decode("empty query answer".into()))
+            .ok_or_else(|| ClientError::Decode("empty query answer".into()))?;
+        Self::checked(tx, Transaction::check_format)
     }
 
     pub async fn close(&self, out_trade_no: &str) -> Result<(), ClientError> {
@@ -364,6 +398,7 @@ impl WechatPayClient {
         )
         .await?
         .ok_or_else(|| ClientError::Decode("empty refund answer".into()))
+        .and_then(|r| Self::checked(r, RefundInfo::check_format))
     }
 
     pub async fn query_refund(&self, out_refund_no: &str) -> Result<RefundInfo, ClientError> {
@@ -371,6 +406,7 @@ impl WechatPayClient {
         self.call(reqwest::Method::GET, &path, None::<&()>)
             .await?
             .ok_or_else(|| ClientError::Decode("empty refund answer".into()))
+            .and_then(|r| Self::checked(r, RefundInfo::check_format))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Configuration from the environment (SPEC §6), validated once at start-up.
+//! Configuration from the environment (contract §7), validated once at start-up.
 //!
 //! Every problem is collected so one message names every bad variable; values of secrets
 //! never appear in it.
@@ -63,7 +63,7 @@ impl EventShape {
     }
 }
 
-/// The WeChat Pay public key of SPEC §9, or a pinned platform certificate.
+/// The WeChat Pay public key of contract §6, §10, or a pinned platform certificate.
 #[derive(Debug, Clone)]
 pub enum ConfiguredPlatformKey {
     /// `PUB_KEY_ID_...` and the key it names.

@@ -1,4 +1,4 @@
-//! The one place errors become envelopes (SPEC §5): HTTP status, numeric code, and a
+//! The one place errors become envelopes (contract §4): HTTP status, numeric code, and a
 //! message that says what to fix and never carries a secret.
 
 use crate::client::ClientError;
@@ -37,6 +37,9 @@ pub enum AppError {
     },
     #[error(transparent)]
     WechatPay(#[from] ClientError),
+    /// WeChat Pay's trade bill failed its hash or is not in its documented format.
+    #[error("the trade bill cannot be used: {0}")]
+    BadBill(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -108,6 +111,7 @@ impl AppError {
                 }
                 _ => (502, 50200),
             },
+            AppError::BadBill(_) => (502, 50220),
             AppError::Login(e) => match e {
                 LoginError::InvalidCode | LoginError::CodeUsed => (400, 40020),
                 LoginError::HighRisk => (403, 40320),

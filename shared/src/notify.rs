@@ -11,9 +11,11 @@ use serde::de::DeserializeOwned;
 
 use crate::api::{NotificationBody, RefundInfo, Transaction};
 use crate::certs::{SignatureHeaders, VerifyError};
+use crate::formats::FormatError;
 use crate::settlement::{PaymentMismatch, SettleError};
 use crate::state::App;
-use crate::store::StoreError;
+use crate::store::{PaymentLog, RefundMismatch, StoreError};
+use crate::util::now_utc;
 
 /// WeChat Pay waits 5 s for an answer; keep a margin for the answer itself. The runtime
 /// also holds the whole notification to [`crate::deadline::NOTIFICATION`].
@@ -83,23 +85,35 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     let event_type = notification.event_type.clone();
     let answer = if event_type.starts_with("TRANSACTION.") {
         match decrypt::<Transaction>(app, &notification) {
-            Ok(tx) => {
-                let budget = budget_left(started);
-                let settled = settlement
-                    .record_transaction(&tx, "callback", &event_type, budget)
-                    .await;
-                payment_answer(settled.map(|_| ()))
-            }
+            Ok(tx) => match tx.check_format() {
+                Err(e) => {
+                    let no = tx.out_trade_no.as_deref();
+                    out_of_format(app, "PAYMENT MISMATCH", &event_type, no, e).await
+                }
+                Ok(()) => {
+                    let budget = budget_left(started);
+                    let settled = settlement
+                        .record_transaction(&tx, "callback", &event_type, budget)
+                        .await;
+                    payment_answer(settled.map(|_| ()))
+                }
+            },
             Err(a) => a,
         }
     } else if event_type.starts_with("REFUND.") {
         match decrypt::<RefundInfo>(app, &notification) {
-            Ok(info) => {
-                let settled = settlement
-                    .record_refund(&info, "refund_callback", Some(&event_type))
-                    .await;
-                refund_answer(&info, &event_type, settled)
-            }
+            Ok(info) => match info.check_notification_format() {
+                Err(e) => {
+                    let no = info.out_trade_no.as_deref();
+                    out_of_format(app, "REFUND MISMATCH", &event_type, no, e).await
+                }
+                Ok(()) => {
+                    let settled = settlement
+                        .record_refund(&info, "refund_callback", Some(&event_type))
+                        .await;
+                    refund_answer(&info, &event_type, settled)
+                }
+            },
             Err(a) => a,
         }
     } else {
@@ -121,6 +135,34 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
         }
     }
     answer
+}
+
+/// A verified resource with a field outside WeChat Pay's documented format: logged,
+/// recorded without the offending value (it may not fit a column), not applied, and
+/// answered 400 so WeChat Pay keeps the notification while an operator looks.
+async fn out_of_format(
+    app: &App,
+    alarm: &str,
+    event_type: &str,
+    out_trade_no: Option<&str>,
+    e: FormatError,
+) -> NotifyAnswer {
+    tracing::error!(event_type, "{alarm}, notification not applied: {e}");
+    let log = PaymentLog {
+        log_type: "callback".into(),
+        out_trade_no: out_trade_no
+            .filter(|no| crate::util::is_valid_reference(no))
+            .map(str::to_string),
+        event_type: Some("MISMATCH".into()),
+        detail: Some(
+            serde_json::json!({ "event_type": event_type, "problem": e.to_string() }).to_string(),
+        ),
+        ..Default::default()
+    };
+    if let Err(se) = app.store.insert_log(&log, now_utc()).await {
+        tracing::error!("mismatch log not written: {se}");
+    }
+    NotifyAnswer::fail(400, format!("notification resource out of format: {e}"))
 }
 
 fn decrypt<T: DeserializeOwned>(app: &App, n: &NotificationBody) -> Result<T, NotifyAnswer> {
@@ -153,14 +195,19 @@ fn payment_answer(settled: Result<(), SettleError>) -> NotifyAnswer {
     match settled {
         Ok(()) => NotifyAnswer::handled(),
         Err(SettleError::Store(e)) => store_failure(&e),
-        Err(SettleError::Mismatch(m)) => {
-            let status = if matches!(m, PaymentMismatch::UnknownOrder(_)) {
-                404
-            } else {
-                409
-            };
-            NotifyAnswer::fail(status, format!("payment does not match the order: {m}"))
-        }
+        Err(SettleError::Mismatch(m)) => NotifyAnswer::fail(
+            mismatch_status(&m),
+            format!("payment does not match the order: {m}"),
+        ),
+    }
+}
+
+/// 404 when the order is not ours at all, 409 when it is but the notification disagrees.
+fn mismatch_status(m: &PaymentMismatch) -> u16 {
+    match m {
+        PaymentMismatch::UnknownOrder(_)
+        | PaymentMismatch::Refund(RefundMismatch::UnknownOrder(_)) => 404,
+        _ => 409,
     }
 }
 
@@ -176,9 +223,9 @@ fn refund_answer(
         }
         Ok(None) => NotifyAnswer::fail(400, "refund notification carries no final refund_status"),
         Err(SettleError::Store(e)) => store_failure(&e),
+        // Logged and recorded by settlement; not acknowledged, so WeChat Pay keeps it.
         Err(SettleError::Mismatch(m)) => {
-            tracing::error!(out_refund_no = ?info.out_refund_no, "REFUND NOTIFICATION MISMATCH: {m}");
-            NotifyAnswer::fail(409, format!("refund does not match: {m}"))
+            NotifyAnswer::fail(mismatch_status(&m), format!("refund does not match: {m}"))
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Deliveries to the business backend (SPEC §8). The order record never depends on them:
+//! Deliveries to the business backend (contract §8). The order record never depends on them:
 //! a paid order queues a row in `notify_outbox` in the same transaction, delivery is tried
 //! right away within the notification's budget, and whatever fails waits with exponential
 //! backoff for `wxpay_notify_retry` or a later notification.

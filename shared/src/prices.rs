@@ -1,4 +1,4 @@
-//! The price list (SPEC §8): fetched from the business backend, kept in warm memory for
+//! The price list (contract §8): fetched from the business backend, kept in warm memory for
 //! `PRICE_CACHE_TTL_SECS`, falling back to the last good list, then to `DEFAULT_PRICES`.
 //! Prices arrive in yuan and are converted to fen exactly (29.9 → 2990, never 2989).
 

@@ -1,4 +1,4 @@
-//! The runtime adapter: serves one [`App`] in every invocation shape of SPEC §3 —
+//! The runtime adapter: serves one [`App`] in every invocation shape of contract §2–3 —
 //! Lambda HTTP events (API Gateway v2, REST/v1 and the CloudBase/SCF trigger, ALB), raw
 //! `callFunction` events, and local HTTP on `HOST:PORT` — and renders the envelope of §5.
 //! Domain code never learns which shape a call came in.
@@ -194,7 +194,7 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         };
         if is_schedule(&data) {
             let call = Call {
-                ty: crate::handlers::NOTIFY_RETRY.to_string(),
+                ty: scheduled_type(&data).to_string(),
                 data: Map::new(),
                 caller: Caller {
                     scheduled: true,
@@ -216,12 +216,32 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
 }
 
 /// A timer invocation: an EventBridge schedule or a Tencent SCF timer trigger. It can only
-/// ever start the (harmless, idempotent) delivery of what is due.
+/// ever start the (harmless, idempotent) delivery of what is due or the daily
+/// reconciliation.
 fn is_schedule(event: &Map<String, Value>) -> bool {
+    // A mini-program's `callFunction` carries the platform's userInfo: never a timer.
+    if event.contains_key("userInfo") {
+        return false;
+    }
     let aws = event.get("source").and_then(Value::as_str) == Some("aws.events")
         && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event");
     let scf = event.get("Type").and_then(Value::as_str) == Some("Timer");
     aws || scf
+}
+
+/// The job a timer runs. Delivering what is due, unless the schedule names the daily
+/// reconciliation: EventBridge in the rule's input (`detail.type`), SCF in the trigger's
+/// message. Either only ever reads WeChat Pay and applies what it verifiably says.
+fn scheduled_type(event: &Map<String, Value>) -> &'static str {
+    let named = event
+        .get("detail")
+        .and_then(|d| d.get("type"))
+        .or_else(|| event.get("Message"))
+        .and_then(Value::as_str);
+    match named {
+        Some(crate::handlers::RECONCILE) => crate::handlers::RECONCILE,
+        _ => crate::handlers::NOTIFY_RETRY,
+    }
 }
 
 /// Which HTTP event shape a Lambda event is, if any.
@@ -428,9 +448,31 @@ pub async fn handle_lambda_event(app: &App, event: Value) -> Value {
     }
 }
 
+/// Reads a local HTTP request's body: too large is 413, a body that breaks HTTP framing (bad
+/// chunked encoding, fewer bytes than its `Content-Length`) is 400 — never mistaken for
+/// each other.
+async fn read_body(headers: &HeaderMap, body: hyper::body::Incoming) -> Result<Bytes, AppError> {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(AppError::BodyTooLarge { limit: BODY_LIMIT });
+    }
+    match Limited::new(body, BODY_LIMIT).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(AppError::BodyTooLarge { limit: BODY_LIMIT }),
+        Err(e) => Err(AppError::InvalidJson(format!(
+            "the request body is malformed (chunked encoding or Content-Length): {e}"
+        ))),
+    }
+}
+
 /// Serves local HTTP on an already-bound listener until the process ends.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    use http_body_util::{BodyExt, Full, Limited};
+    use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
 
@@ -442,23 +484,8 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
                 let app = app.clone();
                 async move {
                     let (parts, body) = req.into_parts();
-                    let too_large = parts
-                        .headers
-                        .get(http::header::CONTENT_LENGTH)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .is_some_and(|n| n > BODY_LIMIT);
-                    let body = if too_large {
-                        None
-                    } else {
-                        Limited::new(body, BODY_LIMIT)
-                            .collect()
-                            .await
-                            .ok()
-                            .map(|c| c.to_bytes())
-                    };
-                    let resp = match body {
-                        Some(body) => {
+                    let resp = match read_body(&parts.headers, body).await {
+                        Ok(body) => {
                             let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
                             let req = HttpRequest {
                                 method: parts.method,
@@ -470,9 +497,12 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
                             };
                             handle_http(&app, req).await
                         }
-                        None => {
-                            let (s, b) =
-                                envelope(Err(AppError::BodyTooLarge { limit: BODY_LIMIT }));
+                        Err(e) if parts.headers.contains_key("wechatpay-signature") => {
+                            let (status, _) = e.status_and_code();
+                            notify_response(NotifyAnswer::fail(status, e.public_message()))
+                        }
+                        Err(e) => {
+                            let (s, b) = envelope(Err(e));
                             HttpResponse::json(s, &b)
                         }
                     };
@@ -492,23 +522,10 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
     }
 }
 
-fn init_tracing() {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_target(false)
-        .with_ansi(false)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
 pub fn run(routes: &'static Routes) -> ExitCode {
-    init_tracing();
+    crate::logging::init();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::api::{RefundInfo, Transaction};
 use crate::outbox::{Dispatch, LEASE_SECS};
 use crate::store::{
-    Order, PaidOutcome, PaidTransition, PaymentLog, PaymentStore, RefundResult, RefundStatus,
-    StoreError,
+    Order, PaidOutcome, PaidTransition, PaymentLog, PaymentStore, RefundMismatch, RefundOutcome,
+    RefundResult, RefundStatus, StoreError,
 };
 use crate::util::{now_utc, parse_wechat_time};
 
@@ -35,6 +35,8 @@ pub enum PaymentMismatch {
     Amount { expected: i64, got: i64 },
     #[error("no order {0} in the store")]
     UnknownOrder(String),
+    #[error(transparent)]
+    Refund(#[from] RefundMismatch),
 }
 
 #[derive(Debug)]
@@ -230,40 +232,77 @@ impl<'a> Settlement<'a> {
 
     /// Records a refund's final state from a verified notification (`refund_callback`) or
     /// WeChat Pay answer (`refund`). `Ok(None)`: not final yet, nothing to record;
-    /// `Ok(Some(changed))` otherwise.
+    /// `Ok(Some(changed))` otherwise. A result that does not match the refund and order we
+    /// hold (see [`crate::store::rules::check_result`]) changes nothing, is logged
+    /// `REFUND MISMATCH` and written to `payment_logs` as `MISMATCH`.
     pub async fn record_refund(
         &self,
         info: &RefundInfo,
         source: &str,
         event_type: Option<&str>,
     ) -> Result<Option<bool>, SettleError> {
+        let mismatch = match self.refund_result(info, source, event_type) {
+            Ok(None) => return Ok(None),
+            Ok(Some(result)) => match self.store.finish_refund(&result).await? {
+                RefundOutcome::Applied => return Ok(Some(true)),
+                RefundOutcome::Unchanged => return Ok(Some(false)),
+                RefundOutcome::Mismatch(m) => PaymentMismatch::Refund(m),
+            },
+            Err(m) => m,
+        };
+        tracing::error!(out_refund_no = ?info.out_refund_no, out_trade_no = ?info.out_trade_no, source, "REFUND MISMATCH, refund not applied: {mismatch}");
+        let log = PaymentLog {
+            log_type: source.into(),
+            out_trade_no: info.out_trade_no.clone(),
+            transaction_id: info.transaction_id.clone(),
+            event_type: Some("MISMATCH".into()),
+            amount_total: info.amount.as_ref().and_then(|a| a.refund),
+            detail: Some(
+                serde_json::json!({ "problem": mismatch.to_string(), "out_refund_no": info.out_refund_no })
+                    .to_string(),
+            ),
+            ..Default::default()
+        };
+        if let Err(e) = self.store.insert_log(&log, now_utc()).await {
+            tracing::error!("mismatch log not written: {e}");
+        }
+        Err(mismatch.into())
+    }
+
+    /// The result to record, once the fields every refund result needs are there and it is
+    /// this merchant's.
+    fn refund_result(
+        &self,
+        info: &RefundInfo,
+        source: &str,
+        event_type: Option<&str>,
+    ) -> Result<Option<RefundResult>, PaymentMismatch> {
         if let Some(m) = info.mchid.as_deref() {
             if m != self.merchant.mchid {
-                return Err(PaymentMismatch::Merchant(m.into()).into());
+                return Err(PaymentMismatch::Merchant(m.into()));
             }
         }
         let Some(status) = final_refund_status(info.state()) else {
             return Ok(None);
         };
-        let out_refund_no = info
-            .out_refund_no
-            .clone()
-            .ok_or(PaymentMismatch::Missing("out_refund_no"))?;
-        let out_trade_no = info
-            .out_trade_no
-            .clone()
-            .ok_or(PaymentMismatch::Missing("out_trade_no"))?;
-        let amount = info
-            .amount
-            .as_ref()
+        let missing = PaymentMismatch::Missing;
+        let out_refund_no = info.out_refund_no.clone().ok_or(missing("out_refund_no"))?;
+        let out_trade_no = info.out_trade_no.clone().ok_or(missing("out_trade_no"))?;
+        let amount = info.amount.as_ref();
+        let refund = amount
             .and_then(|a| a.refund)
-            .ok_or(PaymentMismatch::Missing("amount.refund"))?;
+            .ok_or(missing("amount.refund"))?;
+        let total = amount
+            .and_then(|a| a.total)
+            .ok_or(missing("amount.total"))?;
         let now = now_utc();
-        let result = RefundResult {
+        Ok(Some(RefundResult {
             out_refund_no: out_refund_no.clone(),
             out_trade_no: out_trade_no.clone(),
+            transaction_id: info.transaction_id.clone(),
             refund_id: info.refund_id.clone(),
-            amount,
+            amount: refund,
+            order_total: total,
             status,
             success_at: info.success_time.as_deref().and_then(parse_wechat_time),
             log: PaymentLog {
@@ -273,7 +312,7 @@ impl<'a> Settlement<'a> {
                 event_type: event_type
                     .map(str::to_string)
                     .or_else(|| Some(format!("REFUND.{}", status.as_str().to_ascii_uppercase()))),
-                amount_total: Some(amount),
+                amount_total: Some(refund),
                 detail: Some(
                     serde_json::json!({ "out_refund_no": out_refund_no, "refund_id": info.refund_id })
                         .to_string(),
@@ -281,8 +320,7 @@ impl<'a> Settlement<'a> {
                 ..Default::default()
             },
             now,
-        };
-        Ok(Some(self.store.finish_refund(&result).await?))
+        }))
     }
 
     /// A verified event that is neither a payment nor a refund: kept so nothing is silently
@@ -302,7 +340,7 @@ impl<'a> Settlement<'a> {
     }
 }
 
-/// The body the business backend receives for a paid order (SPEC §8).
+/// The body the business backend receives for a paid order (contract §8).
 fn backend_payload(
     order: &Order,
     transaction_id: &str,

@@ -16,8 +16,8 @@ use time::macros::datetime;
 use time::{Duration, OffsetDateTime, UtcOffset};
 use wxpay_shared::store::{
     open, MySqlStore, NewOrder, NewRefund, OrderStatus, Orders, OutboxStatus, PaidOutcome,
-    PaidTransition, PaymentLog, RefundReservation, RefundResult, RefundStatus, SqliteStore, Store,
-    StoreError,
+    PaidTransition, PaymentLog, Reconciliation, ReconciliationItem, RefundOutcome,
+    RefundReservation, RefundResult, RefundStatus, SqliteStore, Store, StoreError,
 };
 
 type S = Arc<dyn Store>;
@@ -221,6 +221,7 @@ contract_tests!(
     outbox_claim_due_order_and_limit,
     outbox_concurrent_claimers,
     logs_round_trip_oldest_first,
+    reconciliation_rows_and_items_are_kept_once,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -305,12 +306,28 @@ fn refund_req(no: &str, order: &str, amount: Option<i64>, now: OffsetDateTime) -
     }
 }
 
+/// Records a refund result for the stored order (its paid total, as WeChat Pay reports it):
+/// whether it changed anything. These tests send results that match; a mismatch fails them.
+async fn finish(store: &S, mut result: RefundResult) -> Result<bool, StoreError> {
+    if let Some(order) = store.get_order(&result.out_trade_no).await? {
+        result.order_total = order.paid_amount.unwrap_or(order.amount);
+    }
+    match store.finish_refund(&result).await? {
+        RefundOutcome::Applied => Ok(true),
+        RefundOutcome::Unchanged => Ok(false),
+        RefundOutcome::Mismatch(m) => panic!("unexpected refund mismatch: {m}"),
+    }
+}
+
+/// A refund result as WeChat Pay reports it; [`finish`] fills in the order's paid total.
 fn refund_result(no: &str, order: &str, amount: i64, status: RefundStatus) -> RefundResult {
     RefundResult {
         out_refund_no: no.to_string(),
         out_trade_no: order.to_string(),
+        transaction_id: Some(format!("wx-{order}")),
         refund_id: Some(format!("wxr-{no}")),
         amount,
+        order_total: 0,
         status,
         success_at: (status == RefundStatus::Success)
             .then(|| t0() + Duration::minutes(10) + Duration::microseconds(789)),
@@ -673,15 +690,12 @@ async fn mark_paid_transitions_once(store: S) {
     // A refunded order is not "unpaid": a late payment notification must not reopen it.
     paid_order(&store, "mp-refunded", 100, now).await;
     reserve(&store, refund_req("mp-r1", "mp-refunded", None, now)).await;
-    assert!(store
-        .finish_refund(&refund_result(
-            "mp-r1",
-            "mp-refunded",
-            100,
-            RefundStatus::Success
-        ))
-        .await
-        .expect("finish"));
+    assert!(finish(
+        &store,
+        refund_result("mp-r1", "mp-refunded", 100, RefundStatus::Success)
+    )
+    .await
+    .expect("finish"));
     assert_eq!(
         order_state(&store, "mp-refunded").await.0,
         OrderStatus::Refunded
@@ -951,7 +965,7 @@ async fn finish_refund_success_partial_then_full(store: S) {
 
     let mut result = refund_result("fs-r1", "fs-1", 30, RefundStatus::Success);
     result.refund_id = None; // the one already stored is kept
-    assert!(store.finish_refund(&result).await.expect("finish"));
+    assert!(finish(&store, result.clone()).await.expect("finish"));
     let r = store
         .get_refund("fs-r1")
         .await
@@ -965,11 +979,13 @@ async fn finish_refund_success_partial_then_full(store: S) {
     assert_eq!(o.updated_at, ms(result.now));
 
     // Duplicates and contradicting late results change nothing.
-    assert!(!store.finish_refund(&result).await.expect("duplicate"));
-    assert!(!store
-        .finish_refund(&refund_result("fs-r1", "fs-1", 30, RefundStatus::Closed))
-        .await
-        .expect("late closed"));
+    assert!(!finish(&store, result.clone()).await.expect("duplicate"));
+    assert!(!finish(
+        &store,
+        refund_result("fs-r1", "fs-1", 30, RefundStatus::Closed)
+    )
+    .await
+    .expect("late closed"));
     assert_eq!(order_state(&store, "fs-1").await, (OrderStatus::Paid, 30));
     assert_eq!(
         store
@@ -987,7 +1003,7 @@ async fn finish_refund_success_partial_then_full(store: S) {
         other => panic!("expected Created(70), got {other:?}"),
     }
     let result2 = refund_result("fs-r2", "fs-1", 70, RefundStatus::Success);
-    assert!(store.finish_refund(&result2).await.expect("finish 2"));
+    assert!(finish(&store, result2.clone()).await.expect("finish 2"));
     let r2 = store
         .get_refund("fs-r2")
         .await
@@ -1025,10 +1041,12 @@ async fn finish_refund_success_partial_then_full(store: S) {
 async fn finish_refund_closed_and_abnormal(store: S) {
     paid_order(&store, "fc-1", 100, t0()).await;
     reserve(&store, refund_req("fc-r1", "fc-1", Some(40), t0())).await;
-    assert!(store
-        .finish_refund(&refund_result("fc-r1", "fc-1", 40, RefundStatus::Closed))
-        .await
-        .expect("closed"));
+    assert!(finish(
+        &store,
+        refund_result("fc-r1", "fc-1", 40, RefundStatus::Closed)
+    )
+    .await
+    .expect("closed"));
     let r = store
         .get_refund("fc-r1")
         .await
@@ -1038,10 +1056,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
     assert_eq!(r.success_at, None);
     assert_eq!(r.refund_id.as_deref(), Some("wxr-fc-r1"));
     assert_eq!(order_state(&store, "fc-1").await, (OrderStatus::Paid, 0));
-    assert!(!store
-        .finish_refund(&refund_result("fc-r1", "fc-1", 40, RefundStatus::Success))
-        .await
-        .expect("closed is final"));
+    assert!(!finish(
+        &store,
+        refund_result("fc-r1", "fc-1", 40, RefundStatus::Success)
+    )
+    .await
+    .expect("closed is final"));
     assert_eq!(order_state(&store, "fc-1").await, (OrderStatus::Paid, 0));
 
     // A closed refund releases its amount.
@@ -1049,10 +1069,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
         RefundReservation::Created(r) => assert_eq!(r.amount, 100),
         other => panic!("expected Created(100), got {other:?}"),
     }
-    assert!(store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal))
-        .await
-        .expect("abnormal"));
+    assert!(finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal)
+    )
+    .await
+    .expect("abnormal"));
     assert_eq!(
         store
             .get_refund("fc-r2")
@@ -1062,10 +1084,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
             .status,
         RefundStatus::Abnormal
     );
-    assert!(!store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal))
-        .await
-        .expect("abnormal twice"));
+    assert!(!finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Abnormal)
+    )
+    .await
+    .expect("abnormal twice"));
     // An abnormal refund still holds its money at WeChat Pay until it is re-routed…
     match reserve(&store, refund_req("fc-r9", "fc-1", Some(1), t0())).await {
         RefundReservation::Exceeds {
@@ -1076,14 +1100,18 @@ async fn finish_refund_closed_and_abnormal(store: S) {
     }
     assert_eq!(order_state(&store, "fc-1").await, (OrderStatus::Paid, 0));
     // …after which it succeeds, exactly once.
-    assert!(store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Success))
-        .await
-        .expect("re-routed abnormal refund succeeds"));
-    assert!(!store
-        .finish_refund(&refund_result("fc-r2", "fc-1", 100, RefundStatus::Success))
-        .await
-        .expect("success once"));
+    assert!(finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Success)
+    )
+    .await
+    .expect("re-routed abnormal refund succeeds"));
+    assert!(!finish(
+        &store,
+        refund_result("fc-r2", "fc-1", 100, RefundStatus::Success)
+    )
+    .await
+    .expect("success once"));
     assert_eq!(
         order_state(&store, "fc-1").await,
         (OrderStatus::Refunded, 100)
@@ -1094,10 +1122,12 @@ async fn finish_refund_closed_and_abnormal(store: S) {
     // Processing is not a result.
     paid_order(&store, "fc-2", 100, t0()).await;
     reserve(&store, refund_req("fc-r3", "fc-2", Some(1), t0())).await;
-    assert!(store
-        .finish_refund(&refund_result("fc-r3", "fc-2", 1, RefundStatus::Processing))
-        .await
-        .is_err());
+    assert!(finish(
+        &store,
+        refund_result("fc-r3", "fc-2", 1, RefundStatus::Processing)
+    )
+    .await
+    .is_err());
     assert_eq!(
         store
             .get_refund("fc-r3")
@@ -1113,7 +1143,9 @@ async fn finish_refund_unknown_refund(store: S) {
     paid_order(&store, "fu-1", 100, t0()).await;
     // Made in the merchant portal: the store never saw a reservation.
     let portal = refund_result("fu-portal", "fu-1", 25, RefundStatus::Success);
-    assert!(store.finish_refund(&portal).await.expect("unknown success"));
+    assert!(finish(&store, portal.clone())
+        .await
+        .expect("unknown success"));
     let r = store
         .get_refund("fu-portal")
         .await
@@ -1127,11 +1159,13 @@ async fn finish_refund_unknown_refund(store: S) {
     assert_eq!(r.created_at, ms(portal.now));
     assert_eq!(r.success_at, portal.success_at.map(ms));
     assert_eq!(order_state(&store, "fu-1").await, (OrderStatus::Paid, 25));
-    assert!(!store.finish_refund(&portal).await.expect("duplicate"));
+    assert!(!finish(&store, portal.clone()).await.expect("duplicate"));
     assert_eq!(order_state(&store, "fu-1").await, (OrderStatus::Paid, 25));
 
     let closed = refund_result("fu-portal-2", "fu-1", 10, RefundStatus::Closed);
-    assert!(store.finish_refund(&closed).await.expect("unknown closed"));
+    assert!(finish(&store, closed.clone())
+        .await
+        .expect("unknown closed"));
     assert_eq!(
         store
             .get_refund("fu-portal-2")
@@ -1150,10 +1184,12 @@ async fn finish_refund_unknown_refund(store: S) {
 
     // A portal refund of the whole order completes it.
     paid_order(&store, "fu-2", 50, t0()).await;
-    assert!(store
-        .finish_refund(&refund_result("fu-all", "fu-2", 50, RefundStatus::Success))
-        .await
-        .expect("full"));
+    assert!(finish(
+        &store,
+        refund_result("fu-all", "fu-2", 50, RefundStatus::Success)
+    )
+    .await
+    .expect("full"));
     assert_eq!(
         order_state(&store, "fu-2").await,
         (OrderStatus::Refunded, 50)
@@ -1165,10 +1201,12 @@ async fn finish_refund_after_failed_reservation(store: S) {
     paid_order(&store, "ff-1", 100, t0()).await;
     reserve(&store, refund_req("ff-r1", "ff-1", Some(50), t0())).await;
     assert!(store.fail_refund("ff-r1").await.expect("fail"));
-    assert!(store
-        .finish_refund(&refund_result("ff-r1", "ff-1", 50, RefundStatus::Success))
-        .await
-        .expect("finish"));
+    assert!(finish(
+        &store,
+        refund_result("ff-r1", "ff-1", 50, RefundStatus::Success)
+    )
+    .await
+    .expect("finish"));
     assert_eq!(
         store
             .get_refund("ff-r1")
@@ -1246,7 +1284,7 @@ async fn finish_refund_concurrent_duplicates(store: S) {
         let store = store.clone();
         let result = refund_result(no, order, amount, RefundStatus::Success);
         tasks.push(tokio::spawn(async move {
-            (no, store.finish_refund(&result).await)
+            (no, finish(&store, result.clone()).await)
         }));
     }
     let mut changed = HashSet::new();
@@ -1837,11 +1875,8 @@ async fn sqlite_legacy_tables_gain_new_columns() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_legacy_tables_gain_new_columns() {
-    let Some(db) = MysqlDb::create().await else {
-        return;
-    };
+/// A connection to `db`, which now holds the tables of an earlier release.
+async fn mysql_legacy_tables(db: &MysqlDb) -> mysql_async::Conn {
     let mut conn = admin_conn(&with_database(&db.admin_url, &db.name)).await;
     for ddl in [LEGACY_ORDERS, LEGACY_OUTBOX] {
         let ddl = ddl
@@ -1849,7 +1884,163 @@ async fn mysql_legacy_tables_gain_new_columns() {
             .replace("{ID}", "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY");
         conn.query_drop(ddl).await.expect("legacy table");
     }
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_legacy_tables_gain_new_columns() {
+    let Some(db) = MysqlDb::create().await else {
+        return;
+    };
+    let conn = mysql_legacy_tables(&db).await;
     let _ = conn.disconnect().await;
     legacy_schema_is_upgraded(db.store.clone()).await;
+    db.cleanup().await;
+}
+
+async fn reconciliation_rows_and_items_are_kept_once(store: S) {
+    let r = &store;
+    assert_eq!(r.get_reconciliation("2024-05-01").await.unwrap(), None);
+    let item = |kind: &str, order: &str, refund: &str| ReconciliationItem {
+        bill_date: "2024-05-01".into(),
+        out_trade_no: order.into(),
+        out_refund_no: refund.into(),
+        kind: kind.into(),
+        detail: format!("{kind} {order}"),
+        created_at: ms(t0()),
+    };
+    assert!(r
+        .add_reconciliation_item(&item("amount_mismatch", "A1", ""))
+        .await
+        .unwrap());
+    assert!(r
+        .add_reconciliation_item(&item("synced_refund", "A1", "R1"))
+        .await
+        .unwrap());
+    assert!(
+        !r.add_reconciliation_item(&item("amount_mismatch", "A1", ""))
+            .await
+            .unwrap(),
+        "the same discrepancy is recorded once"
+    );
+    let mut other_day = item("amount_mismatch", "A1", "");
+    other_day.bill_date = "2024-05-02".into();
+    assert!(r.add_reconciliation_item(&other_day).await.unwrap());
+    let items = r.reconciliation_items("2024-05-01").await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0], item("amount_mismatch", "A1", ""));
+
+    let run = Reconciliation {
+        bill_date: "2024-05-01".into(),
+        status: "discrepancies".into(),
+        bill_rows: 3,
+        payments: 2,
+        payment_total: 2991,
+        refunds: 1,
+        refund_total: 990,
+        repaired: 1,
+        flagged: 0,
+        updated_at: ms(t0()),
+    };
+    let saved = r.save_reconciliation(&run).await.unwrap();
+    assert_eq!(
+        (saved.repaired, saved.flagged),
+        (1, 2),
+        "flagged counts the items"
+    );
+    let again = Reconciliation {
+        repaired: 0,
+        updated_at: ms(t0() + Duration::hours(1)),
+        ..run.clone()
+    };
+    let saved = r.save_reconciliation(&again).await.unwrap();
+    assert_eq!(
+        (saved.repaired, saved.flagged),
+        (1, 2),
+        "a re-run adds nothing"
+    );
+    assert_eq!(
+        r.get_reconciliation("2024-05-01").await.unwrap(),
+        Some(saved)
+    );
+
+    // Only orders paid in the window, and only paid ones.
+    paid_order(&store, "IN_WINDOW", 100, t0()).await;
+    paid_order(&store, "NEXT_DAY", 100, t0() + Duration::days(1)).await;
+    store.insert_order(&new_order("UNPAID", 100)).await.unwrap();
+    let paid = r
+        .orders_paid_between(t0() - Duration::hours(1), t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    let nos: Vec<&str> = paid.iter().map(|o| o.out_trade_no.as_str()).collect();
+    assert_eq!(nos, ["IN_WINDOW"]);
+}
+
+/// MySQL's text collations ignore letter case or trailing spaces: under them `wx…` found
+/// `WX…`. Tables from before identifiers compared exactly are converted at start-up,
+/// once, keeping their rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_identifiers_compare_exactly_after_migration() {
+    let Some(db) = MysqlDb::create().await else {
+        return;
+    };
+    let mut conn = mysql_legacy_tables(&db).await;
+    conn.query_drop(
+        "INSERT INTO orders (out_trade_no, transaction_id, amount, trade_type, status, \
+         created_at, updated_at) VALUES ('lg-Case01', 'wx-Tx01', 100, 'JSAPI', 'paid', \
+         NOW(3), NOW(3))",
+    )
+    .await
+    .expect("legacy row");
+    let store = db.store.clone();
+    for _ in 0..2 {
+        store.migrate().await.expect("migrate (twice: idempotent)");
+    }
+    let types: Vec<(String, String, String)> = conn
+        .query(
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND COLUMN_NAME IN \
+             ('out_trade_no', 'transaction_id', 'out_refund_no')",
+        )
+        .await
+        .expect("catalogue");
+    // orders (2), payment_logs (2), refunds (2), notify_outbox, reconciliation_items (2).
+    assert_eq!(types.len(), 9, "{types:?}");
+    for (table, column, data_type) in &types {
+        assert_eq!(data_type, "varbinary", "{table}.{column}");
+    }
+    let _ = conn.disconnect().await;
+
+    let found = |no: &'static str| {
+        let store = store.clone();
+        async move { store.get_order(no).await.expect("get").is_some() }
+    };
+    assert!(found("lg-Case01").await, "the legacy row survives");
+    for other in ["lg-case01", "LG-CASE01", "lg-Case01 "] {
+        assert!(!found(other).await, "{other:?} is another order");
+    }
+    for other in ["wx-tx01", "wx-Tx01 "] {
+        assert!(store
+            .get_order_by_transaction_id(other)
+            .await
+            .expect("get")
+            .is_none());
+    }
+    paid_order(&store, "cs-Order1", 100, t0()).await;
+    reserve(
+        &store,
+        refund_req("cs-Refund1", "cs-Order1", Some(10), t0()),
+    )
+    .await;
+    assert!(store.get_refund("cs-refund1").await.expect("get").is_none());
+    match reserve(
+        &store,
+        refund_req("CS-REFUND1", "cs-Order1", Some(10), t0()),
+    )
+    .await
+    {
+        RefundReservation::Created(r) => assert_eq!(r.out_refund_no, "CS-REFUND1"),
+        other => panic!("another letter case is another refund, got {other:?}"),
+    }
     db.cleanup().await;
 }

@@ -5,6 +5,7 @@ pub mod history;
 pub mod login;
 pub mod order;
 pub mod query;
+pub mod reconcile;
 pub mod refund;
 pub mod retry;
 
@@ -31,6 +32,7 @@ pub const NOTIFY_RETRY: &str = "wxpay_notify_retry";
 pub const LOGIN: &str = "wxpay_login";
 pub const ORDER_LIST: &str = "wxpay_order_list";
 pub const STATS: &str = "wxpay_stats";
+pub const RECONCILE: &str = "wxpay_reconcile";
 
 /// A handler for calls by `type`. Boxed, so that a table of them can name each one: the
 /// table a binary is started with is then the only reference to its handlers, and the
@@ -55,7 +57,7 @@ pub struct Route {
     pub handler: CallHandler,
 }
 
-/// What one function binary serves (SPEC §4): the types it answers and, for the binaries
+/// What one function binary serves (contract §5): the types it answers and, for the binaries
 /// that receive them, WeChat Pay's notifications.
 pub struct Routes {
     /// In the order error messages list them.
@@ -100,12 +102,14 @@ pub const ORDER_TYPES: &Routes = &Routes {
     ],
     notifications: None,
 };
-/// `wxpay_callback`: notifications, and the outbox retry its schedule runs.
+/// `wxpay_callback`: notifications, and what its schedules run: the outbox retry and the
+/// daily reconciliation.
 pub const CALLBACK_TYPES: &Routes = &Routes {
     calls: &[
         route!(ORDER_CALLBACK => by_signed_request_only),
         route!(REFUND_CALLBACK => by_signed_request_only),
         route!(NOTIFY_RETRY => retry::retry),
+        route!(RECONCILE => reconcile::reconcile),
     ],
     notifications: Some(NOTIFICATIONS),
 };
@@ -117,6 +121,7 @@ pub const QUERY_TYPES: &Routes = &Routes {
         route!(CLOSE_ORDER => query::close),
         route!(ORDER_LIST => history::list),
         route!(STATS => history::stats),
+        route!(RECONCILE => reconcile::reconcile),
     ],
     notifications: None,
 };
@@ -143,11 +148,12 @@ pub const ALL_TYPES: &Routes = &Routes {
         route!(LOGIN => login::login),
         route!(ORDER_LIST => history::list),
         route!(STATS => history::stats),
+        route!(RECONCILE => reconcile::reconcile),
     ],
     notifications: Some(NOTIFICATIONS),
 };
 
-/// Who is calling, as the runtime adapter established it (SPEC §3).
+/// Who is calling, as the runtime adapter established it (contract §2–3).
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The mini-program user's openid, from the platform (`userInfo`, `X-WX-OPENID`) or,

@@ -125,16 +125,19 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
     let business_id = bounded("businessId", req.business_id, 64)?;
     let attach = bounded("attach", req.attach, 128)?;
     let scene_info = if trade_type == TradeType::H5 {
-        let ip = if call.caller.trusted {
-            bounded("clientIp", req.client_ip, 45)?.or(call.caller.client_ip.clone())
-        } else {
-            call.caller.client_ip.clone()
+        let named = match call.caller.trusted {
+            true => bounded("clientIp", req.client_ip, 45)?,
+            false => None,
         };
-        let ip = ip.ok_or_else(|| {
-            AppError::invalid("H5 orders need the payer's IP: call over HTTP, or pass `clientIp` as a trusted caller")
-        })?;
+        let ip = match (named, call.caller.client_ip.as_deref()) {
+            (Some(named), _) => payer_ip("field `clientIp`", &named)?,
+            (None, Some(platform)) => payer_ip("the platform's client address", platform)?,
+            (None, None) => return Err(AppError::invalid(
+                "H5 orders need the payer's IP: call over HTTP, or pass `clientIp` as a trusted caller",
+            )),
+        };
         Some(SceneInfo {
-            payer_client_ip: ip,
+            payer_client_ip: ip.to_string(),
             h5_info: Some(H5Info {
                 h5_type: "Wap".into(),
             }),
@@ -252,6 +255,17 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
         }
     };
     data.map_err(|e| AppError::Internal(e.to_string()))
+}
+
+/// WeChat Pay takes `payer_client_ip` as an IPv4 or IPv6 address and nothing else; text
+/// that is not one never leaves this function.
+fn payer_ip(name: &str, text: &str) -> Result<std::net::IpAddr, AppError> {
+    text.trim().parse().map_err(|_| {
+        AppError::invalid(format!(
+            "{name} must be an IPv4 or IPv6 address (got `{}`)",
+            text.escape_default()
+        ))
+    })
 }
 
 /// The order log is for operators; failing to write it never fails the order.

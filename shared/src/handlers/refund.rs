@@ -299,10 +299,10 @@ async fn sync_final(app: &App, info: &RefundInfo) -> Result<(), AppError> {
     match settled {
         Ok(_) => Ok(()),
         Err(SettleError::Store(e)) => Err(e.into()),
-        Err(SettleError::Mismatch(m)) => {
-            tracing::error!(out_refund_no = ?info.out_refund_no, "refund answer mismatch: {m}");
-            Err(AppError::Internal(format!("refund answer mismatch: {m}")))
-        }
+        // Logged and recorded by settlement; the refund keeps its amount reserved.
+        Err(SettleError::Mismatch(m)) => Err(AppError::Conflict(format!(
+            "WeChat Pay reports a refund that does not match ours ({m}); an operator must check it"
+        ))),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Where orders, logs, refunds and the backend outbox live.
 //!
 //! The domain sees ports, one per concern: [`Orders`], [`Logs`], [`Transitions`] (what
-//! settlement does), [`Refunds`] and [`OutboxStore`]. [`Store`] is all of them plus the
+//! settlement does), [`Refunds`], [`OutboxStore`] and [`ReconciliationStore`]. [`Store`] is all of them plus the
 //! schema; whether it is MySQL (production) or the embedded SQLite (local runs) is decided
 //! once, from `DATABASE_URL`, by [`open`]. The decisions both dialects make are in
 //! [`rules`], the tables and columns in [`schema`]; the dialect files hold only SQL and
@@ -13,6 +13,8 @@
 pub mod history;
 mod model;
 mod mysql;
+mod reconciliation;
+mod refund_check;
 mod rows;
 pub mod rules;
 mod schema;
@@ -27,6 +29,7 @@ use time::OffsetDateTime;
 pub use history::OrderHistory;
 pub use model::*;
 pub use mysql::MySqlStore;
+pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
 pub use sqlite::SqliteStore;
 
 /// Order rows: created before WeChat Pay hears of them, read, failed, closed.
@@ -70,9 +73,10 @@ pub trait Transitions: Send + Sync {
 
     /// Records a refund's final state once. On `success` adds the amount to the order's
     /// `refunded_amount` and sets `refunded` when nothing remains. A refund the store does
-    /// not know (made in the merchant portal) is inserted from `result`. Returns whether
-    /// anything changed.
-    async fn finish_refund(&self, result: &RefundResult) -> Result<bool, StoreError>;
+    /// not know (made in the merchant portal) is inserted from `result`. A result that does
+    /// not match the rows (see [`rules::check_result`]) changes nothing and says why; the
+    /// check and the write share one transaction, so two results cannot both fit.
+    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError>;
 }
 
 /// Refund rows before their outcome is known.
@@ -169,7 +173,9 @@ impl<T: ?Sized> Inspect for T {}
 
 /// Every port, and the schema.
 #[async_trait]
-pub trait Store: PaymentStore + Refunds + OutboxStore + OrderHistory + Inspect {
+pub trait Store:
+    PaymentStore + Refunds + OutboxStore + OrderHistory + ReconciliationStore + Inspect
+{
     /// Create or migrate the schema (idempotent DDL). Implementations also call it lazily.
     async fn migrate(&self) -> Result<(), StoreError>;
 

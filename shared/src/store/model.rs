@@ -125,7 +125,7 @@ pub struct PaidTransition {
     pub log: PaymentLog,
     /// The order's `business_type`, which picks the backend the outbox row goes to.
     pub business_type: Option<String>,
-    /// JSON body for the backend notification (SPEC §8); stored in `notify_outbox`.
+    /// JSON body for the backend notification (contract §8); stored in `notify_outbox`.
     pub outbox_payload: String,
     /// The outbox row is queued leased to the caller until then, its first attempt counted.
     pub lease_until: OffsetDateTime,
@@ -234,14 +234,55 @@ pub enum RefundReservation {
 pub struct RefundResult {
     pub out_refund_no: String,
     pub out_trade_no: String,
+    /// The payment WeChat Pay says was refunded; must be the order's.
+    pub transaction_id: Option<String>,
     pub refund_id: Option<String>,
     /// Fen refunded (the refund's own amount).
     pub amount: i64,
+    /// `amount.total`: what WeChat Pay says the order was paid; must be what we recorded.
+    pub order_total: i64,
     /// Final: success, closed or abnormal.
     pub status: RefundStatus,
     pub success_at: Option<OffsetDateTime>,
     pub log: PaymentLog,
     pub now: OffsetDateTime,
+}
+
+/// What `finish_refund` did with a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// The refund's state (and on success the order's refunded amount) changed.
+    Applied,
+    /// Already recorded, or no longer open: nothing changed.
+    Unchanged,
+    /// The result contradicts the rows we hold: nothing changed.
+    Mismatch(RefundMismatch),
+}
+
+/// Why a verified refund result does not match the refund and order we hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundMismatch {
+    #[error("no order {0} in the store")]
+    UnknownOrder(String),
+    #[error("refund {out_refund_no} belongs to order {stored}, not {got}")]
+    OtherOrder {
+        out_refund_no: String,
+        stored: String,
+        got: String,
+    },
+    #[error("transaction_id {got:?} is not the order's {expected:?}")]
+    Transaction {
+        expected: Option<String>,
+        got: Option<String>,
+    },
+    #[error("amount.total {got} is not what the order was paid ({expected})")]
+    Total { expected: i64, got: i64 },
+    #[error("amount.refund {got} is not the refund's amount {expected}")]
+    Amount { expected: i64, got: i64 },
+    #[error("order is {0}, not a paid order a new refund could belong to")]
+    NotRefundable(&'static str),
+    #[error("amount.refund {requested} does not fit what remains ({remaining})")]
+    Exceeds { requested: i64, remaining: i64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -105,6 +105,8 @@ pub fn existing_reservation(existing: Refund, out_trade_no: &str) -> RefundReser
     }
 }
 
+pub use super::refund_check::check_result;
+
 /// Whether a final result still changes a known refund: it must name the same order, the
 /// refund must be open, and the state must differ.
 pub fn result_applies(known: &Refund, result: &RefundResult) -> bool {
@@ -223,12 +225,17 @@ pub fn after_refund(order: &Order, amount: i64) -> (i64, OrderStatus) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use time::macros::datetime;
 
     use super::*;
 
-    fn order(status: OrderStatus, amount: i64, paid: Option<i64>, refunded: i64) -> Order {
+    pub(in crate::store) fn order(
+        status: OrderStatus,
+        amount: i64,
+        paid: Option<i64>,
+        refunded: i64,
+    ) -> Order {
         let t = datetime!(2026-11-01 10:00 UTC);
         Order {
             out_trade_no: "WX1".into(),
@@ -251,7 +258,7 @@ mod tests {
         }
     }
 
-    fn refund(order: &str, status: RefundStatus) -> Refund {
+    pub(in crate::store) fn refund(order: &str, status: RefundStatus) -> Refund {
         Refund {
             out_refund_no: "RF1".into(),
             out_trade_no: order.into(),
@@ -264,12 +271,14 @@ mod tests {
         }
     }
 
-    fn result(order: &str, status: RefundStatus) -> RefundResult {
+    pub(in crate::store) fn result(order: &str, status: RefundStatus) -> RefundResult {
         RefundResult {
             out_refund_no: "RF1".into(),
             out_trade_no: order.into(),
+            transaction_id: Some("TX1".into()),
             refund_id: None,
             amount: 100,
+            order_total: 1000,
             status,
             success_at: None,
             log: Default::default(),

@@ -6,6 +6,10 @@
 pub(super) enum Kind {
     /// Text of at most this many characters (MySQL `VARCHAR(n)`).
     Text(u16),
+    /// An identifier of at most this many (ASCII) characters, compared byte for byte.
+    /// MySQL's text collations ignore case or trailing spaces (even `utf8mb4_bin` pads), so
+    /// `wx…` or `WX… ` would find `WX…`; `VARBINARY` compares every byte.
+    Id(u16),
     /// Unbounded text (JSON payloads, error messages).
     LongText,
     /// An integer (fen, counters).
@@ -63,14 +67,14 @@ const fn req_default(name: &'static str, kind: Kind, default: &'static str) -> C
     }
 }
 
-use Kind::{Int, LongText, Serial, Text, Time};
+use Kind::{Id, Int, LongText, Serial, Text, Time};
 
 pub(super) const TABLES: &[Table] = &[
     Table {
         name: "orders",
         columns: &[
-            req("out_trade_no", Text(32)),
-            col("transaction_id", Text(64)),
+            req("out_trade_no", Id(32)),
+            col("transaction_id", Id(64)),
             col("openid", Text(128)),
             col("user_id", Text(128)),
             col("generation_id", Text(128)),
@@ -94,8 +98,8 @@ pub(super) const TABLES: &[Table] = &[
         columns: &[
             req("id", Serial),
             req("`type`", Text(32)),
-            col("out_trade_no", Text(64)),
-            col("transaction_id", Text(64)),
+            col("out_trade_no", Id(64)),
+            col("transaction_id", Id(64)),
             col("openid", Text(128)),
             col("package_type", Text(64)),
             col("generation_id", Text(128)),
@@ -109,8 +113,8 @@ pub(super) const TABLES: &[Table] = &[
     Table {
         name: "refunds",
         columns: &[
-            req("out_refund_no", Text(64)),
-            req("out_trade_no", Text(32)),
+            req("out_refund_no", Id(64)),
+            req("out_trade_no", Id(32)),
             col("refund_id", Text(64)),
             req("amount", Int),
             req("status", Text(16)),
@@ -124,7 +128,7 @@ pub(super) const TABLES: &[Table] = &[
         name: "notify_outbox",
         columns: &[
             req("id", Serial),
-            req("out_trade_no", Text(32)),
+            req("out_trade_no", Id(32)),
             col("business_type", Text(64)),
             req("payload", LongText),
             req_default("status", Text(16), "'pending'"),
@@ -137,6 +141,37 @@ pub(super) const TABLES: &[Table] = &[
             col("delivered_at", Time),
         ],
         primary_key: None,
+    },
+    Table {
+        name: "reconciliations",
+        columns: &[
+            req("bill_date", Text(10)),
+            req("status", Text(16)),
+            req("bill_rows", Int),
+            req("payments", Int),
+            req("payment_total", Int),
+            req("refunds", Int),
+            req("refund_total", Int),
+            req_default("repaired", Int, "0"),
+            req_default("flagged", Int, "0"),
+            req("created_at", Time),
+            req("updated_at", Time),
+        ],
+        primary_key: Some("bill_date"),
+    },
+    Table {
+        name: "reconciliation_items",
+        columns: &[
+            req("bill_date", Text(10)),
+            req("kind", Text(32)),
+            req("out_trade_no", Id(32)),
+            // Empty for a payment's discrepancy: part of the key, so never NULL.
+            req_default("out_refund_no", Id(64), "''"),
+            req("detail", LongText),
+            req("created_at", Time),
+        ],
+        // A discrepancy is recorded once however often the date is reconciled.
+        primary_key: Some("bill_date, kind, out_trade_no, out_refund_no"),
     },
 ];
 
@@ -184,8 +219,31 @@ pub(super) const INDEXES: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// MySQL's type for identifier columns (`information_schema.COLUMNS.DATA_TYPE`).
+pub(super) const ID_TYPE: &str = "VARBINARY";
+
+/// `ALTER TABLE … MODIFY COLUMN …` for each identifier column, for a MySQL table created
+/// before identifiers were compared exactly; run where the column is still text.
+pub(super) fn exact_identifier_columns() -> Vec<(&'static str, &'static str, String)> {
+    TABLES
+        .iter()
+        .flat_map(|t| t.columns.iter().map(move |c| (t, c)))
+        .filter(|(_, c)| matches!(c.kind, Id(_)))
+        .map(|(t, c)| {
+            let ddl = format!(
+                "ALTER TABLE {} MODIFY COLUMN {} {}",
+                t.name,
+                c.name,
+                c.declaration(Dialect::MySql)
+            );
+            (t.name, c.name, ddl)
+        })
+        .collect()
+}
+
 /// The table names, for the dialects' catalogue queries.
-pub(super) const TABLE_NAMES: &str = "'orders', 'payment_logs', 'refunds', 'notify_outbox'";
+pub(super) const TABLE_NAMES: &str = "'orders', 'payment_logs', 'refunds', 'notify_outbox', \
+     'reconciliations', 'reconciliation_items'";
 
 impl Column {
     /// The column's declaration after its name: type, nullability, default.
@@ -194,8 +252,12 @@ impl Column {
             (Serial, Dialect::MySql) => return "BIGINT NOT NULL AUTO_INCREMENT".into(),
             (Serial, Dialect::Sqlite) => return "INTEGER PRIMARY KEY AUTOINCREMENT".into(),
             (Text(n), Dialect::MySql) => format!("VARCHAR({n})"),
+            (Id(n), Dialect::MySql) => {
+                format!("{ID_TYPE}({n})")
+            }
             (LongText, Dialect::MySql) => "TEXT".into(),
-            (Text(_) | LongText | Time, Dialect::Sqlite) => "TEXT".into(),
+            // SQLite compares text with BINARY unless told otherwise.
+            (Text(_) | Id(_) | LongText | Time, Dialect::Sqlite) => "TEXT".into(),
             (Int, Dialect::MySql) => "BIGINT".into(),
             (Int, Dialect::Sqlite) => "INTEGER".into(),
             (Time, Dialect::MySql) => "DATETIME(3)".into(),
@@ -281,7 +343,10 @@ mod tests {
         let orders = &TABLES[0];
         let mysql = orders.create(Dialect::MySql);
         let sqlite = orders.create(Dialect::Sqlite);
-        assert!(mysql.contains("out_trade_no VARCHAR(32) NOT NULL"));
+        assert!(mysql.contains("out_trade_no VARBINARY(32) NOT NULL"));
+        assert!(mysql.contains("openid VARCHAR(128) NULL"));
+        // orders (2), payment_logs (2), refunds (2), notify_outbox, reconciliation_items (2).
+        assert_eq!(exact_identifier_columns().len(), 9);
         assert!(mysql.contains("paid_at DATETIME(3) NULL"));
         assert!(mysql.contains("PRIMARY KEY (out_trade_no)"));
         assert!(sqlite.contains("out_trade_no TEXT NOT NULL"));

@@ -38,7 +38,7 @@ impl Kind {
     }
 }
 
-/// Prefixes of the environment variables the functions read (SPEC §6), plus the Lambda
+/// Prefixes of the environment variables the functions read (contract §7), plus the Lambda
 /// switch; the caller's values of these are never passed on.
 const PRODUCT_VARS: &[&str] = &[
     "WECHAT",

@@ -1,4 +1,4 @@
-//! A stand-in for the business backend of SPEC §8: serves the price list and records the
+//! A stand-in for the business backend of contract §8: serves the price list and records the
 //! payment notifications it receives. Can be switched off to exercise the outbox.
 
 use std::net::SocketAddr;

@@ -51,6 +51,11 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Local runs reconcile today's bill: there is no "tomorrow at 10:00" to wait for.
+    env.sim.serve_bills_early(true);
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(wxpay_shared::reconcile::beijing())
+        .date();
     let r = &env.router_url;
     let s = env.sim.base_url();
     let secret = options.internal_secret.clone().unwrap_or_default();
@@ -82,10 +87,21 @@ wxpay functions running locally
    curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_stats"}}'
 7. Refund part of it (trusted callers only; the simulator completes refunds after 2 s):
    curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_refund","outTradeNo":"OUT_TRADE_NO","amount":990}}'
+8. Reconcile today's trade bill. WeChat Pay makes a day's bill after 10:00 Beijing time the
+   next day; this simulator serves today's at once, so `early` asks for it now. First make
+   the bill disagree: pay a new order without notifying, and show another amount for one:
+   curl -s -X POST {s}/sim/pay-silently/OTHER_OUT_TRADE_NO
+   curl -s -X POST '{s}/sim/bill/amount/OUT_TRADE_NO?fen=100'
+   curl -s {s}/sim/bill/{today}          (the bill as WeChat Pay would serve it)
+   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_reconcile","billDate":"{today}","early":true,"dryRun":true}}'
+   curl -s {r}/pay -H 'X-Internal-Secret: {secret}' -d '{{"type":"wxpay_reconcile","billDate":"{today}","early":true}}'
+   The first order is repaired (paid, backend told once), the second flagged; run it again
+   and nothing changes. Results: tables reconciliations and reconciliation_items.
 
 Ctrl-C stops everything."#,
         b = env.backend.url(),
         db = options.database_url,
+        today = today,
     );
     let _ = tokio::signal::ctrl_c().await;
     println!("stopped");

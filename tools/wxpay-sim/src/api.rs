@@ -78,6 +78,7 @@ enum Route {
     CreateRefund,
     QueryRefund(String),
     Certificates,
+    TradeBill,
 }
 
 fn decode_segment(s: &str) -> String {
@@ -108,6 +109,7 @@ fn route(method: &str, path: &str) -> Option<Route> {
             Some(Route::QueryRefund(decode_segment(no)))
         }
         ("GET", ["v3", "certificates"]) => Some(Route::Certificates),
+        ("GET", ["v3", "bill", "tradebill"]) => Some(Route::TradeBill),
         _ => None,
     }
 }
@@ -118,21 +120,9 @@ pub(crate) fn handle(sim: &Simulator, req: &MerchantRequest<'_>) -> Reply {
     };
 
     let inner = &sim.inner;
-    let expected = auth::Expected {
-        mchid: &inner.config.mchid,
-        serial_no: &inner.config.merchant_serial_no,
-        key: &inner.merchant_key,
-    };
-    let auth = match auth::verify(
-        &expected,
-        req.authorization,
-        req.method,
-        req.path_and_query,
-        req.body,
-        crypto::unix_now(),
-    ) {
+    let auth = match authenticate(sim, req) {
         Ok(a) => a,
-        Err(message) => return Reply::error(401, "SIGN_ERROR", message),
+        Err(reply) => return reply,
     };
 
     let result = match route {
@@ -162,8 +152,31 @@ pub(crate) fn handle(sim: &Simulator, req: &MerchantRequest<'_>) -> Reply {
                 .ok_or_else(|| Reply::error(404, "RESOURCE_NOT_EXISTS", "退款单不存在"))
         }
         Route::Certificates => Ok(certificates(sim)),
+        Route::TradeBill => Ok(crate::bill::trade_bill(sim, req.query)),
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// Checks the merchant's request signature; the error is the signed 401 to answer.
+pub(crate) fn authenticate(
+    sim: &Simulator,
+    req: &MerchantRequest<'_>,
+) -> Result<auth::AuthParams, Reply> {
+    let inner = &sim.inner;
+    let expected = auth::Expected {
+        mchid: &inner.config.mchid,
+        serial_no: &inner.config.merchant_serial_no,
+        key: &inner.merchant_key,
+    };
+    auth::verify(
+        &expected,
+        req.authorization,
+        req.method,
+        req.path_and_query,
+        req.body,
+        crypto::unix_now(),
+    )
+    .map_err(|message| Reply::error(401, "SIGN_ERROR", message))
 }
 
 fn order_not_exist() -> Reply {

@@ -19,6 +19,8 @@
 
 mod api;
 mod auth;
+pub mod bill;
+mod bill_control;
 mod control;
 pub mod crypto;
 pub mod keys;
@@ -91,7 +93,7 @@ pub enum RefundOutcome {
 }
 
 impl RefundOutcome {
-    fn status(self) -> &'static str {
+    pub(crate) fn status(self) -> &'static str {
         match self {
             RefundOutcome::Success => "SUCCESS",
             RefundOutcome::Abnormal => "ABNORMAL",
@@ -406,7 +408,7 @@ impl Simulator {
 
     // ---- payments ----
 
-    fn mark_paid(&self, out_trade_no: &str) -> Result<SimOrder, SimError> {
+    pub(crate) fn mark_paid(&self, out_trade_no: &str) -> Result<SimOrder, SimError> {
         let mut st = lock(&self.inner.state);
         let order = st
             .orders
@@ -460,26 +462,7 @@ impl Simulator {
         out_refund_no: &str,
         outcome: RefundOutcome,
     ) -> Result<NotifyOutcome, SimError> {
-        let refund = {
-            let mut st = lock(&self.inner.state);
-            let r = st
-                .refunds
-                .get_mut(out_refund_no)
-                .ok_or_else(|| SimError::RefundNotFound(out_refund_no.to_string()))?;
-            if r.status != "PROCESSING" && r.status != "ABNORMAL" {
-                return Err(SimError::InvalidState(format!(
-                    "refund {out_refund_no} is already {}",
-                    r.status
-                )));
-            }
-            r.status = outcome.status().to_string();
-            if outcome == RefundOutcome::Success {
-                r.success_time = Some(crypto::format_time(crypto::now_cst()));
-            }
-            let r = r.clone();
-            st.sync_refund_state(&r.out_trade_no);
-            r
-        };
+        let refund = self.finish_refund(out_refund_no, outcome)?;
         let Some(url) = refund.notify_url.clone() else {
             return Err(SimError::NoNotifyUrl(out_refund_no.to_string()));
         };
@@ -489,6 +472,40 @@ impl Simulator {
             plaintext: refund.notification_json(),
         });
         self.deliver(&n, &url).await
+    }
+
+    /// Ends a refund with `outcome`, but the `REFUND.*` notification is lost.
+    pub fn complete_refund_silently(
+        &self,
+        out_refund_no: &str,
+        outcome: RefundOutcome,
+    ) -> Result<SimRefund, SimError> {
+        self.finish_refund(out_refund_no, outcome)
+    }
+
+    fn finish_refund(
+        &self,
+        out_refund_no: &str,
+        outcome: RefundOutcome,
+    ) -> Result<SimRefund, SimError> {
+        let mut st = lock(&self.inner.state);
+        let r = st
+            .refunds
+            .get_mut(out_refund_no)
+            .ok_or_else(|| SimError::RefundNotFound(out_refund_no.to_string()))?;
+        if r.status != "PROCESSING" && r.status != "ABNORMAL" {
+            return Err(SimError::InvalidState(format!(
+                "refund {out_refund_no} is already {}",
+                r.status
+            )));
+        }
+        r.status = outcome.status().to_string();
+        if outcome == RefundOutcome::Success {
+            r.success_time = Some(crypto::format_time(crypto::now_cst()));
+        }
+        let r = r.clone();
+        st.sync_refund_state(&r.out_trade_no);
+        Ok(r)
     }
 
     // ---- notifications ----

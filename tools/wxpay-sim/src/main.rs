@@ -28,7 +28,13 @@ control API (no signature needed):
   POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
   POST /sim/faults/refund-late?delay_ms=N&times=K   accept the next refund(s), answer late
   POST /sim/faults {\"path\":\"/v3/pay/\",\"kind\":\"status\",\"status\":500}   DELETE /sim/faults
-  GET  /sim/orders[/{out_trade_no}]   GET /sim/refunds[/{out_refund_no}]";
+  GET  /sim/orders[/{out_trade_no}]   GET /sim/refunds[/{out_refund_no}]
+  POST /sim/pay-silently/{out_trade_no}                 paid, the notification is lost
+  POST /sim/refunds/{out_refund_no}/complete-silently?status=SUCCESS
+  POST /sim/bill/drop/{out_trade_no|out_refund_no}      leave it out of the trade bill
+  POST /sim/bill/amount/{out_trade_no|out_refund_no}?fen=N   the bill shows N fen
+  POST /sim/bill/early?on=true   serve today's bill now   POST /sim/bill/reset
+  GET  /sim/bill/{yyyy-MM-dd}    the trade bill as GET /v3/bill/tradebill serves it";
 
 struct Args {
     out: PathBuf,

@@ -143,17 +143,28 @@ async fn handle(
         _ => {}
     }
 
-    let reply = api::handle(
-        &sim,
-        &MerchantRequest {
-            method: &method,
-            path: &path,
-            path_and_query: &path_and_query,
-            query: &query,
-            authorization: authorization.as_deref(),
-            body: &body,
-        },
-    );
+    let request = MerchantRequest {
+        method: &method,
+        path: &path,
+        path_and_query: &path_and_query,
+        query: &query,
+        authorization: authorization.as_deref(),
+        body: &body,
+    };
+    if method == "GET" && path == "/v3/billdownload/file" {
+        // The bill file is the one answer WeChat Pay does not sign: its hash vouches for it.
+        let file =
+            api::authenticate(&sim, &request).and_then(|_| crate::bill::download(&sim, &query));
+        return Ok(match file {
+            Ok(file) => build_response(
+                200,
+                vec![("Content-Type", "application/octet-stream".into())],
+                file,
+            ),
+            Err(reply) => sign(&sim, reply, fault.as_ref()),
+        });
+    }
+    let reply = api::handle(&sim, &request);
     tracing::debug!(%method, %path_and_query, status = reply.status, "merchant request");
 
     // The request has already taken effect: a delay models a slow answer, after which a
@@ -257,6 +268,9 @@ async fn control(
         })
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    if let Some((status, v)) = crate::bill_control::control(sim, method, &segs, query) {
+        return plain_json(status, &v);
+    }
     match (method, segs.as_slice()) {
         ("POST", ["sim", "pay", no]) => notified(sim.pay(no).await),
         ("POST", ["sim", "refunds", no, "complete"]) => {

@@ -194,6 +194,10 @@ pub(crate) struct State {
     pub last_refund_request: HashMap<String, Instant>,
     /// Fen the merchant can refund from; `None`: unlimited.
     pub merchant_balance: Option<i64>,
+    /// How the trade bill differs from the truth, for reconciliation tests.
+    pub bill: crate::bill::BillTamper,
+    /// Bill files by download token.
+    pub downloads: HashMap<String, crate::bill::PendingDownload>,
 }
 
 impl State {

@@ -8,7 +8,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, UrlError};
 use tokio::sync::OnceCell;
 
-use crate::store::schema::{added_columns, Dialect, INDEXES, TABLES, TABLE_NAMES};
+use crate::store::schema::{
+    added_columns, exact_identifier_columns, Dialect, ID_TYPE, INDEXES, TABLES, TABLE_NAMES,
+};
 use crate::store::StoreError;
 
 /// A function instance serves one request at a time; a few connections cover the fan-out
@@ -231,17 +233,30 @@ impl MySqlStore {
         for table in TABLES {
             conn.query_drop(table.create(Dialect::MySql)).await?;
         }
-        let columns: Vec<(String, String)> = conn
+        let columns: Vec<(String, String, String)> = conn
             .query(format!(
-                "SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS \
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
                  WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({TABLE_NAMES})"
             ))
             .await?;
+        // Tables from before identifiers compared exactly: their columns become binary once
+        // (a case-insensitive key never holds two rows a binary one would refuse), and
+        // later start-ups find nothing to do.
+        for (table, column, ddl) in exact_identifier_columns() {
+            let inexact = columns.iter().any(|(t, c, data_type)| {
+                t.eq_ignore_ascii_case(table)
+                    && c.eq_ignore_ascii_case(column)
+                    && !data_type.eq_ignore_ascii_case(ID_TYPE)
+            });
+            if inexact {
+                conn.query_drop(ddl).await?;
+            }
+        }
         // (MySQL, unlike MariaDB, has no `ADD COLUMN IF NOT EXISTS`.)
         for (table, column, ddl) in added_columns(Dialect::MySql) {
             if !columns
                 .iter()
-                .any(|(t, c)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
+                .any(|(t, c, _)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
             {
                 ignore_codes(conn.query_drop(ddl).await, &[ER_DUP_FIELDNAME])?;
             }

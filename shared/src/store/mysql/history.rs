@@ -6,68 +6,59 @@ use mysql_async::{Params, Row, Value};
 
 use super::{dt, take, Fail, MySqlStore};
 use crate::store::history::{
-    list_orders_clause, stats_clause, status_totals, OrderHistory, OrderListQuery, StatsQuery,
-    StatusTotals, MYSQL_LIST_INDEX,
+    list_orders_clause, stats_clause, status_totals, OrderHistory, OrderListQuery, Param,
+    StatsQuery, StatusTotals, MYSQL_LIST_INDEX,
 };
 use crate::store::rows;
 use crate::store::sql::ORDER_COLS;
 use crate::store::{Order, StoreError};
 
-#[async_trait]
-impl OrderHistory for MySqlStore {
-    async fn list_orders(&self, query: &OrderListQuery) -> Result<Vec<Order>, StoreError> {
-        let mut params = vec![Value::from(query.openid.as_str())];
-        if let Some(status) = query.status {
-            params.push(Value::from(status.as_str()));
-        }
-        if let Some(after) = &query.after {
-            let at = dt(after.created_at)?;
-            params.extend([
-                Value::from(at),
-                Value::from(at),
-                Value::from(after.out_trade_no.as_str()),
-            ]);
-        }
-        params.push(Value::from(query.limit));
-        let sql = format!(
-            "SELECT {ORDER_COLS} FROM orders FORCE INDEX ({MYSQL_LIST_INDEX}) {}",
-            list_orders_clause(query)
-        );
+fn values(params: Vec<Param>) -> Result<Params, StoreError> {
+    let values = params
+        .into_iter()
+        .map(|p| {
+            Ok(match p {
+                Param::Text(s) => Value::from(s),
+                Param::Time(t) => Value::from(dt(t)?),
+                Param::Int(i) => Value::from(i),
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Params::Positional(values))
+}
+
+impl MySqlStore {
+    async fn rows(&self, sql: String, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
+        let params = values(params)?;
         let run = async {
             let mut conn = self.conn().await?;
-            let found: Vec<Row> = conn.exec(sql, Params::Positional(params)).await?;
-            let orders = found
-                .into_iter()
-                .map(|mut r| rows::order(&mut r))
-                .collect::<Result<_, _>>()?;
-            Ok::<_, Fail>(orders)
+            Ok::<_, Fail>(conn.exec(sql, params).await?)
         };
         run.await.map_err(|e| self.settle(e))
     }
+}
+
+#[async_trait]
+impl OrderHistory for MySqlStore {
+    async fn list_orders(&self, query: &OrderListQuery) -> Result<Vec<Order>, StoreError> {
+        let (clause, params) = list_orders_clause(query);
+        let sql =
+            format!("SELECT {ORDER_COLS} FROM orders FORCE INDEX ({MYSQL_LIST_INDEX}) {clause}");
+        self.rows(sql, params)
+            .await?
+            .into_iter()
+            .map(|mut r| rows::order(&mut r))
+            .collect()
+    }
 
     async fn order_stats(&self, query: &StatsQuery) -> Result<Vec<StatusTotals>, StoreError> {
-        let mut params = Vec::new();
-        if let Some(from) = query.from {
-            params.push(Value::from(dt(from)?));
-        }
-        if let Some(to) = query.to {
-            params.push(Value::from(dt(to)?));
-        }
-        if let Some(b) = &query.business_type {
-            params.push(Value::from(b.as_str()));
-        }
+        let (clause, params) = stats_clause(query);
         let sql = format!(
             "SELECT status, COUNT(*), CAST(COALESCE(SUM(amount), 0) AS SIGNED), \
-             CAST(COALESCE(SUM(refunded_amount), 0) AS SIGNED) FROM orders {} GROUP BY status",
-            stats_clause(query)
+             CAST(COALESCE(SUM(refunded_amount), 0) AS SIGNED) FROM orders {clause} GROUP BY status"
         );
-        let run = async {
-            let mut conn = self.conn().await?;
-            let found: Vec<Row> = conn.exec(sql, Params::Positional(params)).await?;
-            Ok::<_, Fail>(found)
-        };
-        let found = run.await.map_err(|e| self.settle(e))?;
-        found
+        self.rows(sql, params)
+            .await?
             .into_iter()
             .map(|mut row| {
                 status_totals(

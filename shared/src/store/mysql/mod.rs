@@ -30,8 +30,8 @@ use super::rules::{self, existing_reservation};
 use super::sql::{self, truncated_error};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
-    PaidTransition, PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus, Refunds,
-    Store, StoreError, Transitions,
+    PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
+    RefundStatus, Refunds, Store, StoreError, Transitions,
 };
 
 /// Positional statement parameters from heterogeneous values.
@@ -42,6 +42,7 @@ macro_rules! params {
 }
 
 mod ports;
+mod reconcile;
 mod tx;
 
 use tx::{ended, finish_refund_in, mark_paid_in, reserve_refund_in, revive_failed_refund_in};
@@ -261,7 +262,10 @@ impl MySqlStore {
     }
 
     /// `None`: a concurrent caller inserted the same unknown refund first; run again.
-    async fn finish_refund_once(&self, result: &RefundResult) -> Result<Option<bool>, Fail> {
+    async fn finish_refund_once(
+        &self,
+        result: &RefundResult,
+    ) -> Result<Option<RefundOutcome>, Fail> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let work = finish_refund_in(&mut tx, result).await;

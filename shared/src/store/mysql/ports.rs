@@ -91,13 +91,13 @@ impl Transitions for MySqlStore {
         self.retrying(|| self.mark_paid_once(paid)).await
     }
 
-    async fn finish_refund(&self, result: &RefundResult) -> Result<bool, StoreError> {
+    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
         rules::require_final(result)?;
         // A lost insert race is retried once: the second pass finds the row and reports
         // "no change" instead of applying the amount again.
         for _ in 0..2 {
-            if let Some(changed) = self.retrying(|| self.finish_refund_once(result)).await? {
-                return Ok(changed);
+            if let Some(outcome) = self.retrying(|| self.finish_refund_once(result)).await? {
+                return Ok(outcome);
             }
         }
         Err(StoreError::Query(

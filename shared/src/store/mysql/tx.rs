@@ -10,8 +10,8 @@ use super::conn::Fail;
 use super::{dt, insert_log, insert_refund, last_id, lock_order, select_refund};
 use crate::store::rules::{self, after_refund, existing_reservation, result_applies};
 use crate::store::{
-    sql, NewRefund, OrderStatus, OutboxRow, PaidTransition, Refund, RefundReservation,
-    RefundResult, RefundStatus,
+    sql, NewRefund, OrderStatus, OutboxRow, PaidTransition, Refund, RefundOutcome,
+    RefundReservation, RefundResult, RefundStatus,
 };
 
 /// What a transaction's steps decided.
@@ -145,11 +145,24 @@ pub(super) async fn revive_failed_refund_in(
 pub(super) async fn finish_refund_in(
     tx: &mut Transaction<'_>,
     result: &RefundResult,
-) -> Result<End<Option<bool>>, Fail> {
+) -> Result<End<Option<RefundOutcome>>, Fail> {
     // Serialises with reserve_refund and with duplicates of this result; see the module
     // comment of the store for why the lock precedes every read.
     let order = lock_order(tx, &result.out_trade_no).await?;
-    match select_refund(tx, &result.out_refund_no).await? {
+    let known = select_refund(tx, &result.out_refund_no).await?;
+    let in_flight: Option<i64> = tx
+        .exec_first(&*sql::IN_FLIGHT_SUM, params![&result.out_trade_no])
+        .await?;
+    let checked = rules::check_result(
+        order.as_ref(),
+        known.as_ref(),
+        in_flight.unwrap_or(0),
+        result,
+    );
+    if let Err(m) = checked {
+        return Ok(End::Rollback(Some(RefundOutcome::Mismatch(m))));
+    }
+    match known {
         None => {
             // Made in the merchant portal (or our reservation was lost): record it as
             // WeChat Pay reports it.
@@ -159,7 +172,7 @@ pub(super) async fn finish_refund_in(
         }
         Some(known) => {
             if !result_applies(&known, result) {
-                return Ok(End::Rollback(Some(false)));
+                return Ok(End::Rollback(Some(RefundOutcome::Unchanged)));
             }
             let r = rules::applied_result(&known, result);
             tx.exec_drop(
@@ -174,7 +187,7 @@ pub(super) async fn finish_refund_in(
             )
             .await?;
             if tx.affected_rows() != 1 {
-                return Ok(End::Rollback(Some(false)));
+                return Ok(End::Rollback(Some(RefundOutcome::Unchanged)));
             }
         }
     }
@@ -192,5 +205,5 @@ pub(super) async fn finish_refund_in(
         .await?;
     }
     insert_log(tx, &result.log, result.now).await?;
-    Ok(End::Commit(Some(true)))
+    Ok(End::Commit(Some(RefundOutcome::Applied)))
 }

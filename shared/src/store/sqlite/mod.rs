@@ -29,12 +29,13 @@ use super::schema::{added_columns, Dialect, INDEXES, TABLES};
 use super::sql::{self, truncated_error};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
-    PaidTransition, PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus, Refunds,
-    Store, StoreError, Transitions,
+    PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
+    RefundStatus, Refunds, Store, StoreError, Transitions,
 };
 
 mod history;
 mod ports;
+mod reconcile;
 
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
@@ -397,17 +398,27 @@ impl SqliteStore {
         }))
     }
 
-    fn finish_refund_sync(&self, result: &RefundResult) -> Result<bool, StoreError> {
+    fn finish_refund_sync(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
         rules::require_final(result)?;
         let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
-        match select_refund(&tx, &result.out_refund_no)? {
+        let order = select_order(&tx, &result.out_trade_no)?;
+        let known = select_refund(&tx, &result.out_refund_no)?;
+        let in_flight = one(&tx, &sql::IN_FLIGHT_SUM, [&result.out_trade_no], |r| {
+            r.int(0)
+        })?
+        .flatten()
+        .unwrap_or(0);
+        if let Err(m) = rules::check_result(order.as_ref(), known.as_ref(), in_flight, result) {
+            return Ok(RefundOutcome::Mismatch(m));
+        }
+        match known {
             None => insert_refund(&tx, &rules::reported_refund(result))?,
             Some(known) => {
                 if !result_applies(&known, result) {
-                    return Ok(false);
+                    return Ok(RefundOutcome::Unchanged);
                 }
                 let r = rules::applied_result(&known, result);
                 let changed = exec(
@@ -422,27 +433,25 @@ impl SqliteStore {
                     ],
                 )?;
                 if changed != 1 {
-                    return Ok(false);
+                    return Ok(RefundOutcome::Unchanged);
                 }
             }
         }
-        if result.status == RefundStatus::Success {
-            if let Some(order) = select_order(&tx, &result.out_trade_no)? {
-                let (refunded, status) = after_refund(&order, result.amount);
-                exec(
-                    &tx,
-                    sql::SET_ORDER_REFUNDED,
-                    params![
-                        refunded,
-                        status.as_str(),
-                        ts(result.now)?,
-                        result.out_trade_no
-                    ],
-                )?;
-            }
+        if let (RefundStatus::Success, Some(order)) = (result.status, &order) {
+            let (refunded, status) = after_refund(order, result.amount);
+            exec(
+                &tx,
+                sql::SET_ORDER_REFUNDED,
+                params![
+                    refunded,
+                    status.as_str(),
+                    ts(result.now)?,
+                    result.out_trade_no
+                ],
+            )?;
         }
         write_log(&tx, &result.log, result.now)?;
         tx.commit().map_err(map_err)?;
-        Ok(true)
+        Ok(RefundOutcome::Applied)
     }
 }

@@ -76,7 +76,7 @@ impl Transitions for SqliteStore {
         self.mark_paid_sync(paid)
     }
 
-    async fn finish_refund(&self, result: &RefundResult) -> Result<bool, StoreError> {
+    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
         self.finish_refund_sync(result)
     }
 }

@@ -1,0 +1,154 @@
+//! `wxpay_reconcile`: trusted callers and schedules reconcile one day's trade bill.
+
+use serde::Deserialize;
+use serde_json::Value;
+use time::Date;
+
+use super::Call;
+use crate::client::{BillDownloadError, ClientError, MAX_BILL_BYTES};
+use crate::error::AppError;
+use crate::reconcile::{ready_at, yesterday, Reconciler};
+use crate::settlement::SettleError;
+use crate::state::App;
+use crate::util::now_utc;
+
+/// WeChat Pay's answers for a bill that does not exist (yet).
+const NOT_READY_CODES: &[&str] = &["NO_STATEMENT_EXIST", "STATEMENT_CREATING"];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReconcileRequest {
+    /// `yyyy-MM-dd`, Beijing time; default yesterday.
+    #[serde(default)]
+    bill_date: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    /// Ask WeChat Pay before 10:00 Beijing time the next day (it answers whether the bill
+    /// exists; the simulator can serve today's at once).
+    #[serde(default)]
+    early: bool,
+    /// Without `billDate`: yesterday and the days before it still without a result, as a
+    /// schedule does (for timers that call over HTTP with the internal secret).
+    #[serde(default)]
+    catch_up: bool,
+}
+
+fn parse_date(text: &str) -> Result<Date, AppError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(text, format)
+        .map_err(|_| AppError::invalid(format!("field `billDate`: `{text}` is not yyyy-MM-dd")))
+}
+
+fn not_ready(date: Date, reason: String) -> Value {
+    serde_json::json!({
+        "billDate": date.to_string(),
+        "status": "not_ready",
+        "message": format!(
+            "no trade bill for {date} yet ({reason}); WeChat Pay makes a day's bill after 10:00 Beijing time the next day (and none for a day without payments or refunds); the next scheduled run tries again"
+        ),
+    })
+}
+
+/// Days a schedule looks back for a bill it could not reconcile yet (not ready, or a run
+/// that failed): the next tick tries them again.
+const CATCH_UP_DAYS: i64 = 3;
+
+pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
+    if !call.caller.scheduled {
+        call.require_trusted("wxpay_reconcile")?;
+    }
+    let req: ReconcileRequest = call.parse()?;
+    let now = now_utc();
+    let today = now.to_offset(crate::reconcile::beijing()).date();
+    let date = match req.bill_date.as_deref() {
+        Some(text) => parse_date(text.trim())?,
+        None if call.caller.scheduled || req.catch_up => return catch_up(app, now).await,
+        None => yesterday(now),
+    };
+    if date > today {
+        return Err(AppError::invalid(format!(
+            "field `billDate`: {date} is in the future (today is {today} in Beijing)"
+        )));
+    }
+    one_day(app, date, req.dry_run, req.early).await
+}
+
+/// A timer: yesterday, and each of the days before it that has no stored result yet.
+async fn catch_up(app: &App, now: time::OffsetDateTime) -> Result<Value, AppError> {
+    let last = yesterday(now);
+    let mut runs = Vec::new();
+    for back in (0..CATCH_UP_DAYS).rev() {
+        let date = last - time::Duration::days(back);
+        if date != last
+            && app
+                .store
+                .get_reconciliation(&date.to_string())
+                .await?
+                .is_some()
+        {
+            continue;
+        }
+        // One day's failure (a corrupt bill, WeChat Pay down) does not hide the others.
+        let run = one_day(app, date, false, false).await.unwrap_or_else(|e| {
+            tracing::error!(bill_date = %date, "reconciliation failed: {e}");
+            serde_json::json!({
+                "billDate": date.to_string(),
+                "status": "failed",
+                "message": e.public_message(),
+            })
+        });
+        runs.push(run);
+    }
+    Ok(serde_json::json!({ "runs": runs }))
+}
+
+async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Value, AppError> {
+    let now = now_utc();
+    if !early && now < ready_at(date) {
+        return Ok(not_ready(date, format!("it is before {}", ready_at(date))));
+    }
+    let answer = match app.wechat.trade_bill(&date.to_string()).await {
+        Ok(a) => a,
+        Err(ClientError::Api { code, message, .. }) if NOT_READY_CODES.contains(&code.as_str()) => {
+            // NO_STATEMENT_EXIST also means "nothing happened that day"; WeChat Pay does not
+            // tell the two apart, so the day is tried again until it drops out of the window.
+            return Ok(not_ready(
+                date,
+                format!("WeChat Pay answered {code}: {message}"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bill = app
+        .wechat
+        .download_trade_bill(&answer, MAX_BILL_BYTES)
+        .await
+        .map_err(|e| match e {
+            BillDownloadError::Client(e) => AppError::WechatPay(e),
+            other => AppError::BadBill(other.to_string()),
+        })?;
+    let courier = app.courier();
+    let settlement = app.settlement(&courier);
+    let reconciler = Reconciler {
+        store: app.store.as_ref(),
+        settlement: &settlement,
+        mchid: &app.config.mchid,
+        appid: &app.config.appid,
+    };
+    let outcome = reconciler
+        .run(date, &bill, dry_run)
+        .await
+        .map_err(|e| match e {
+            SettleError::Store(e) => AppError::Store(e),
+            SettleError::Mismatch(m) => AppError::Internal(m.to_string()),
+        })?;
+    tracing::info!(
+        bill_date = %outcome.bill_date,
+        status = outcome.status,
+        repaired = outcome.repaired,
+        flagged = outcome.flagged,
+        dry_run = outcome.dry_run,
+        "reconciliation"
+    );
+    serde_json::to_value(outcome).map_err(|e| AppError::Internal(e.to_string()))
+}

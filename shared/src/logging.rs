@@ -1,0 +1,133 @@
+//! The log: one event is one line, whatever a caller or WeChat Pay put in a field.
+//!
+//! Messages and fields carry text from outside (an unknown `type`, an `out_trade_no`, a
+//! WeChat Pay error message). Written as it came, a `\n` in it would start a line that
+//! looks like ours — `… INFO order paid out_trade_no=…` — and a NUL or an ANSI escape
+//! could hide or rewrite what an operator sees. So every field, the message included, is
+//! written with its control characters (and Unicode line/paragraph separators) escaped,
+//! at the one place fields become text, instead of trusting every log site to remember.
+
+use std::fmt;
+
+use tracing_subscriber::field::MakeExt;
+use tracing_subscriber::fmt::format::{debug_fn, Writer};
+use tracing_subscriber::fmt::{FormatFields, MakeWriter};
+
+/// Writes `text` with every character that could break or disguise a log line escaped
+/// (`\n` → `\\n`, NUL → `\\u{0}`, ESC → `\\u{1b}`, U+2028 → `\\u{2028}`).
+pub fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    for c in text.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            write!(out, "{}", c.escape_default())?;
+        } else {
+            out.write_char(c)?;
+        }
+    }
+    Ok(())
+}
+
+/// `message` as text, other fields as `name=value`, separated by spaces: the default
+/// layout, with every value escaped.
+pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static {
+    debug_fn(
+        |w: &mut Writer<'_>, field: &tracing::field::Field, value: &dyn fmt::Debug| {
+            let text = format!("{value:?}");
+            if field.name() != "message" {
+                write!(w, "{}=", field.name())?;
+            }
+            write_escaped(w, &text)
+        },
+    )
+    .delimited(" ")
+}
+
+/// Installs the process's subscriber: `RUST_LOG` level (a plain level such as `debug`;
+/// default `info`), stderr, no colours, escaped fields.
+pub fn init() {
+    let level = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO);
+    let _ = subscriber(level, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init`] installs, writing to `writer` (tests capture it).
+pub fn subscriber<W>(
+    level: tracing::Level,
+    writer: W,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    impl for<'w> FormatFields<'w> + Send + Sync + 'static,
+    tracing_subscriber::fmt::format::Format,
+    tracing::level_filters::LevelFilter,
+    W,
+>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false)
+        .with_writer(writer)
+        .fmt_fields(escaped_fields())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn log_of(emit: impl FnOnce()) -> String {
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber = subscriber(tracing::Level::INFO, move || sink.clone()).finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    const FORGED: &str =
+        "x\n2026-12-02T00:00:00.000000Z  INFO order paid out_trade_no=WXFORGED\0\u{1b}[2K\r\u{2028}";
+
+    #[test]
+    fn a_caller_cannot_start_a_line_of_its_own() {
+        let log = log_of(|| {
+            tracing::info!("request refused: unknown type `{}`", FORGED);
+            tracing::warn!(out_trade_no = %FORGED, kind = ?FORGED, "notification failed");
+            tracing::error!(problem = FORGED, "PAYMENT MISMATCH");
+        });
+        assert_eq!(log.lines().count(), 3, "one event, one line:\n{log}");
+        assert!(!log.contains('\0') && !log.contains('\r') && !log.contains('\u{1b}'));
+        assert!(!log.contains('\u{2028}'));
+        for line in log.lines() {
+            assert!(
+                !line.starts_with("2026-12-02T00:00:00"),
+                "forged line: {line}"
+            );
+        }
+        assert!(log.contains("x\\n2026-12-02T00:00:00.000000Z  INFO order paid"));
+    }
+
+    #[test]
+    fn ordinary_fields_read_as_before() {
+        let log = log_of(|| tracing::info!(out_trade_no = %"WX123", changed = true, "order paid"));
+        assert!(
+            log.trim_end()
+                .ends_with("order paid out_trade_no=WX123 changed=true"),
+            "{log}"
+        );
+    }
+}

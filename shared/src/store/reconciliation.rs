@@ -1,0 +1,151 @@
+//! What a daily reconciliation against WeChat Pay's trade bill leaves behind: one
+//! `reconciliations` row per bill date and one `reconciliation_items` row per discrepancy.
+
+use async_trait::async_trait;
+use once_cell::sync::Lazy;
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::rows::Fields;
+use super::sql::ORDER_COLS;
+use super::{Order, StoreError};
+
+/// A row of `reconciliations`. Amounts in fen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reconciliation {
+    /// `yyyy-MM-dd`, Beijing time.
+    pub bill_date: String,
+    /// `matched` (nothing to report) or `discrepancies` (see the items).
+    pub status: String,
+    /// Transaction lines in the bill.
+    pub bill_rows: i64,
+    pub payments: i64,
+    /// 应结订单总金额.
+    pub payment_total: i64,
+    pub refunds: i64,
+    /// 退款总金额.
+    pub refund_total: i64,
+    /// Orders and refunds brought in line with the bill, over every run for this date.
+    pub repaired: i64,
+    /// Discrepancies recorded for this date (rows of `reconciliation_items`).
+    pub flagged: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A row of `reconciliation_items`: one discrepancy, recorded once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconciliationItem {
+    pub bill_date: String,
+    pub out_trade_no: String,
+    /// Empty for payment discrepancies.
+    pub out_refund_no: String,
+    /// `repaired_payment`, `synced_refund`, `missing_from_bill`, `amount_mismatch`,
+    /// `mchid_mismatch`, `appid_mismatch`, `unknown_order`, `unknown_refund`, …
+    pub kind: String,
+    /// For an operator: what the bill said and what the store says (never secrets).
+    pub detail: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[async_trait]
+pub trait ReconciliationStore: Send + Sync {
+    /// Writes the date's row and answers it as stored. `repaired` adds to what earlier runs
+    /// repaired; `flagged` becomes the number of items the date has now.
+    async fn save_reconciliation(&self, run: &Reconciliation)
+        -> Result<Reconciliation, StoreError>;
+
+    async fn get_reconciliation(
+        &self,
+        bill_date: &str,
+    ) -> Result<Option<Reconciliation>, StoreError>;
+
+    /// Records a discrepancy unless the same one (date, kind, order, refund) already is.
+    /// Returns whether a row was added.
+    async fn add_reconciliation_item(&self, item: &ReconciliationItem) -> Result<bool, StoreError>;
+
+    async fn reconciliation_items(
+        &self,
+        bill_date: &str,
+    ) -> Result<Vec<ReconciliationItem>, StoreError>;
+
+    /// Orders whose `paid_at` is in `[from, to)` and that count as paid (`paid`, `refunded`).
+    async fn orders_paid_between(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Vec<Order>, StoreError>;
+}
+
+// The statements, the same for both dialects.
+
+const RUN_COLS: &str = "bill_date, status, bill_rows, payments, payment_total, refunds, \
+     refund_total, repaired, flagged, updated_at";
+
+pub(super) static SELECT_RUN: Lazy<String> =
+    Lazy::new(|| format!("SELECT {RUN_COLS} FROM reconciliations WHERE bill_date = ?"));
+
+/// Parameters: status, bill_rows, payments, payment_total, refunds, refund_total, repaired,
+/// updated_at, bill_date (for the count), bill_date.
+pub(super) const UPDATE_RUN: &str = "UPDATE reconciliations SET status = ?, bill_rows = ?, \
+     payments = ?, payment_total = ?, refunds = ?, refund_total = ?, repaired = repaired + ?, \
+     updated_at = ?, \
+     flagged = (SELECT COUNT(*) FROM reconciliation_items WHERE bill_date = ?) \
+     WHERE bill_date = ?";
+
+/// The parameters of `UPDATE_RUN`, then `created_at`.
+pub(super) const INSERT_RUN: &str = "INSERT INTO reconciliations (status, bill_rows, \
+     payments, payment_total, refunds, refund_total, repaired, updated_at, flagged, \
+     bill_date, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, \
+     (SELECT COUNT(*) FROM reconciliation_items WHERE bill_date = ?), ?, ?)";
+
+/// A duplicate (the same date, kind, order and refund) fails on the primary key.
+pub(super) const INSERT_ITEM: &str = "INSERT INTO reconciliation_items \
+     (bill_date, kind, out_trade_no, out_refund_no, detail, created_at) \
+     VALUES (?, ?, ?, ?, ?, ?)";
+
+pub(super) const SELECT_ITEMS: &str = "SELECT bill_date, out_trade_no, out_refund_no, kind, \
+     detail, created_at FROM reconciliation_items WHERE bill_date = ? \
+     ORDER BY created_at, kind, out_trade_no, out_refund_no";
+
+pub(super) static ORDERS_PAID_BETWEEN: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT {ORDER_COLS} FROM orders WHERE paid_at >= ? AND paid_at < ? \
+         AND status IN ('paid', 'refunded') ORDER BY paid_at, out_trade_no"
+    )
+});
+
+fn required<T>(v: Option<T>, idx: usize) -> Result<T, StoreError> {
+    v.ok_or_else(|| StoreError::Query(format!("column {idx} is NULL")))
+}
+
+/// A row of `SELECT_RUN`.
+pub(super) fn run_row(r: &mut dyn Fields) -> Result<Reconciliation, StoreError> {
+    Ok(Reconciliation {
+        bill_date: required(r.text(0)?, 0)?,
+        status: required(r.text(1)?, 1)?,
+        bill_rows: required(r.int(2)?, 2)?,
+        payments: required(r.int(3)?, 3)?,
+        payment_total: required(r.int(4)?, 4)?,
+        refunds: required(r.int(5)?, 5)?,
+        refund_total: required(r.int(6)?, 6)?,
+        repaired: required(r.int(7)?, 7)?,
+        flagged: required(r.int(8)?, 8)?,
+        updated_at: required(r.time(9)?, 9)?,
+    })
+}
+
+/// A row of `SELECT_ITEMS`.
+pub(super) fn item_row(r: &mut dyn Fields) -> Result<ReconciliationItem, StoreError> {
+    Ok(ReconciliationItem {
+        bill_date: required(r.text(0)?, 0)?,
+        out_trade_no: required(r.text(1)?, 1)?,
+        out_refund_no: required(r.text(2)?, 2)?,
+        kind: required(r.text(3)?, 3)?,
+        detail: required(r.text(4)?, 4)?,
+        created_at: required(r.time(5)?, 5)?,
+    })
+}

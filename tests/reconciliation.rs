@@ -1,0 +1,269 @@
+//! The daily reconciliation against WeChat Pay's trade bill, end to end: the simulator pays
+//! an order without notifying, completes a refund without notifying and shows a different
+//! amount for a third order in its bill. Reconciliation repairs the first (the backend is
+//! told once), syncs the second, flags the third and changes nothing; a second run of the
+//! same date is a no-op.
+
+mod common;
+
+use common::{Harness, StoreKind};
+use serde_json::{json, Value};
+use time::{Duration, OffsetDateTime, UtcOffset};
+use wxpay_shared::store::{OrderStatus, RefundStatus};
+use wxpay_sim::RefundOutcome;
+
+both_stores!(
+    reconciliation_repairs_syncs_and_flags_and_a_second_run_changes_nothing,
+    reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready,
+    a_bill_whose_hash_does_not_match_changes_nothing,
+    a_payment_the_bill_does_not_list_is_flagged,
+);
+
+fn beijing_today() -> String {
+    OffsetDateTime::now_utc()
+        .to_offset(UtcOffset::from_hms(8, 0, 0).unwrap())
+        .date()
+        .to_string()
+}
+
+fn reconcile(bill_date: &str, dry_run: bool) -> Value {
+    json!({ "type": "wxpay_reconcile", "billDate": bill_date, "early": true, "dryRun": dry_run })
+}
+
+fn kinds(data: &Value) -> Vec<(String, String, bool, bool)> {
+    let mut k: Vec<_> = data["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_string(),
+                f["outTradeNo"].as_str().unwrap().to_string(),
+                f["repaired"].as_bool().unwrap(),
+                f["known"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+async fn reconciliation_repairs_syncs_and_flags_and_a_second_run_changes_nothing(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    // 1. Paid at WeChat Pay; the notification never arrives.
+    let lost = h.create_order("o_lost", "premium").await;
+    h.sim.mark_paid_silently(&lost).await.unwrap();
+    // 2. A refund WeChat Pay completes without notifying.
+    let refunded = h.create_paid_order("o_refund", "premium").await;
+    let refund_no = h.start_refund(&refunded, Some(1000)).await;
+    h.sim
+        .complete_refund_silently(&refund_no, RefundOutcome::Success)
+        .unwrap();
+    // 3. The bill shows another amount for a paid order.
+    let altered = h.create_paid_order("o_altered", "premium").await;
+    h.sim.alter_bill_amount(&altered, 2900);
+    let today = beijing_today();
+
+    assert_eq!(h.order(&lost).await.status, OrderStatus::Pending);
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Processing);
+    let delivered_before = h.backend.deliveries_for(&altered);
+
+    // A dry run reports and changes nothing.
+    let (status, body) = h.call_trusted(reconcile(&today, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["dryRun"], true);
+    assert_eq!(body["data"]["flagged"], 3);
+    assert_eq!(h.order(&lost).await.status, OrderStatus::Pending);
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Processing);
+    assert_eq!(h.backend.deliveries_for(&lost), 0);
+    assert!(h.store.get_reconciliation(&today).await.unwrap().is_none());
+
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(status, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(d["status"], "discrepancies");
+    assert_eq!(
+        (d["repaired"].as_i64(), d["flagged"].as_i64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(d["billRows"], 4, "three payments and one refund");
+    assert_eq!(d["paymentTotal"], 2990 + 2990 + 2900);
+    assert_eq!(d["refundTotal"], 1000);
+    assert_eq!(
+        kinds(d),
+        vec![
+            ("amount_mismatch".into(), altered.clone(), false, false),
+            ("repaired_payment".into(), lost.clone(), true, false),
+            ("synced_refund".into(), refunded.clone(), true, false),
+        ]
+    );
+    // Repaired through the payment transition: paid, and the backend told exactly once.
+    let order = h.order(&lost).await;
+    assert_eq!(order.status, OrderStatus::Paid);
+    assert_eq!(
+        order.transaction_id,
+        h.sim.order(&lost).unwrap().transaction_id
+    );
+    assert_eq!(h.backend.deliveries_for(&lost), 1);
+    // Synced through the refund transition.
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Success);
+    assert_eq!(h.order(&refunded).await.refunded_amount, 1000);
+    // Flagged, not changed.
+    let order = h.order(&altered).await;
+    assert_eq!((order.status, order.amount), (OrderStatus::Paid, 2990));
+    assert_eq!(h.backend.deliveries_for(&altered), delivered_before);
+
+    let stored = h.store.get_reconciliation(&today).await.unwrap().unwrap();
+    assert_eq!((stored.repaired, stored.flagged), (2, 3));
+    assert_eq!(h.store.reconciliation_items(&today).await.unwrap().len(), 3);
+
+    // The same date again: no repair, no delivery, no new item.
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(status, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(
+        (d["repaired"].as_i64(), d["flagged"].as_i64()),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        kinds(d),
+        vec![("amount_mismatch".into(), altered.clone(), false, true)]
+    );
+    assert_eq!(h.backend.deliveries_for(&lost), 1);
+    let items = h.store.reconciliation_items(&today).await.unwrap();
+    assert_eq!(items.len(), 3);
+    let stored = h.store.get_reconciliation(&today).await.unwrap().unwrap();
+    assert_eq!((stored.repaired, stored.flagged), (2, 3));
+}
+
+async fn reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    let today = beijing_today();
+    let (status, _) = h.call_as("o_user", reconcile(&today, false)).await;
+    assert_eq!(status, 403);
+    let (status, _) = h.call(reconcile(&today, false)).await;
+    assert_eq!(status, 403);
+
+    // Today's bill is made tomorrow after 10:00 Beijing time.
+    let (status, body) = h
+        .call_trusted(json!({ "type": "wxpay_reconcile", "billDate": today }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["status"], "not_ready");
+    assert_eq!(h.sim.request_count("/v3/bill"), 0, "not asked before 10:00");
+    // Asked anyway, WeChat Pay says it is still being made.
+    let (_, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(body["data"]["status"], "not_ready");
+    assert!(body["data"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("STATEMENT_CREATING"));
+    // A day with no transaction has no bill.
+    h.sim.serve_bills_early(true);
+    let three_days_ago = (OffsetDateTime::now_utc()
+        .to_offset(UtcOffset::from_hms(8, 0, 0).unwrap())
+        - Duration::days(3))
+    .date()
+    .to_string();
+    let (_, body) = h.call_trusted(reconcile(&three_days_ago, false)).await;
+    assert!(body["data"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("NO_STATEMENT_EXIST"));
+    assert!(h
+        .store
+        .get_reconciliation(&three_days_ago)
+        .await
+        .unwrap()
+        .is_none());
+
+    // A schedule reconciles yesterday and the days before it still without a result.
+    let tick = json!({
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "detail": { "type": "wxpay_reconcile" },
+    });
+    let answer = wxpay_shared::runtime::handle_raw_event(&h.env.app, tick).await;
+    assert_eq!(answer["code"], 0, "{answer}");
+    let runs = answer["data"]["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 3, "{answer}");
+    assert!(runs.iter().all(|r| r["status"] == "not_ready"), "{answer}");
+
+    // A mini-program's callFunction dressed as that schedule is a callFunction (no type).
+    let mut dressed = json!({
+        "source": "aws.events",
+        "detail-type": "Scheduled Event",
+        "detail": { "type": "wxpay_reconcile" },
+    });
+    dressed["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": "o_user" });
+    let answer = wxpay_shared::runtime::handle_raw_event(&h.env.app, dressed).await;
+    assert_ne!(answer["code"], 0, "{answer}");
+    assert!(answer["data"]["runs"].is_null(), "{answer}");
+
+    // The CloudBase timer calls over HTTP with the secret and asks for the same catch-up.
+    let (status, body) = h
+        .call_trusted(json!({ "type": "wxpay_reconcile", "catchUp": true }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["runs"].as_array().map(Vec::len), Some(3));
+
+    for bad in [
+        json!({ "type": "wxpay_reconcile", "billDate": "2024-13-01" }),
+        json!({ "type": "wxpay_reconcile", "billDate": "2099-01-01" }),
+        json!({ "type": "wxpay_reconcile", "dryrun": true }),
+    ] {
+        let (status, body) = h.call_trusted(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
+
+async fn a_bill_whose_hash_does_not_match_changes_nothing(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    let lost = h.create_order("o_lost", "premium").await;
+    h.sim.mark_paid_silently(&lost).await.unwrap();
+    h.sim.break_bill_hash(true);
+    let today = beijing_today();
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (502, Some(50220)),
+        "{body}"
+    );
+    assert!(body["msg"].as_str().unwrap().contains("SHA1"), "{body}");
+    assert_eq!(h.order(&lost).await.status, OrderStatus::Pending);
+    assert_eq!(h.backend.deliveries_for(&lost), 0);
+    assert!(h
+        .store
+        .reconciliation_items(&today)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_payment_the_bill_does_not_list_is_flagged(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    let listed = h.create_paid_order("o_listed", "premium").await;
+    let unlisted = h.create_paid_order("o_unlisted", "premium").await;
+    h.sim.drop_from_bill(&unlisted);
+    let today = beijing_today();
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        kinds(&body["data"]),
+        vec![("missing_from_bill".into(), unlisted.clone(), false, false)]
+    );
+    assert_eq!(body["data"]["payments"], 1);
+    assert_eq!(h.order(&unlisted).await.status, OrderStatus::Paid);
+    assert_eq!(h.order(&listed).await.status, OrderStatus::Paid);
+}
