@@ -151,3 +151,59 @@ async fn a_hung_slow_or_failing_backend_delays_only_its_delivery(kind: StoreKind
         assert_eq!(outbox[0].status, OutboxStatus::Delivered, "{fault:?}");
     }
 }
+
+/// The function's database connection is killed (`KILL`, from the test's own session) while
+/// its `mark_paid` transaction waits on the order row: the notification is answered 5xx,
+/// nothing is half-written, and WeChat Pay's retry records the payment once. MySQL only:
+/// SQLite has no connection to lose.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_inside_mark_paid_loses_nothing() {
+    let Some(h) = Harness::start(StoreKind::Mysql).await else {
+        return;
+    };
+    let no = h.create_order("o_killed", "basic").await;
+    let holder = Holder::hold(&h, &no).await;
+    let Holder::Mysql(mut admin) = holder else {
+        unreachable!("a MySQL harness")
+    };
+
+    let pay = {
+        let (sim, no) = (h.sim.clone(), no.clone());
+        tokio::spawn(async move { sim.pay(&no).await })
+    };
+    // The function's UPDATE is waiting for the row the test holds: kill its connection.
+    let mut killed = false;
+    for _ in 0..40 {
+        let victim: Option<u64> = admin
+            .query_first(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID() AND INFO LIKE 'UPDATE orders SET status = ''paid''%'",
+            )
+            .await
+            .unwrap();
+        if let Some(id) = victim {
+            admin.query_drop(format!("KILL {id}")).await.unwrap();
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(killed, "the function's mark_paid never waited on the row");
+    let outcome = pay.await.unwrap().expect("answered");
+    assert!(outcome.status >= 500, "WeChat Pay must retry: {outcome:?}");
+    Holder::Mysql(admin).release().await;
+
+    assert_eq!(
+        h.order(&no).await.status,
+        OrderStatus::Pending,
+        "nothing half-written"
+    );
+    assert!(h.store.outbox_for_order(&no).await.unwrap().is_empty());
+    let n = h.sim.build_transaction_notification(&no).unwrap();
+    let outcome = h.sim.deliver(&n, &h.pay_url()).await.unwrap();
+    assert_eq!(outcome.status, 204, "{outcome:?}");
+    assert_eq!(h.order(&no).await.status, OrderStatus::Paid);
+    assert_eq!(h.store.outbox_for_order(&no).await.unwrap().len(), 1);
+    h.eventually("one delivery", || h.backend.deliveries_for(&no) == 1)
+        .await;
+}
