@@ -72,17 +72,7 @@ impl Holder {
 }
 
 async fn a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once(kind: StoreKind) {
-    let dir = std::env::temp_dir().join(format!("wxpay-held-{}-{kind:?}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("held.db").display().to_string();
-    let Some(h) = Harness::start_with(kind, |o| {
-        if kind == StoreKind::Sqlite {
-            o.database_url = format!("sqlite://{file}");
-        }
-    })
-    .await
-    else {
+    let Some((h, _dir)) = common::start_on_shared_store(kind, "held", |_| {}).await else {
         return;
     };
     let no = h.create_order("o_held", "basic").await;
@@ -99,19 +89,7 @@ async fn a_held_order_row_costs_a_5xx_in_time_and_the_retry_records_once(kind: S
 
     holder.release().await;
     assert_eq!(h.order(&no).await.status, OrderStatus::Pending);
-    // WeChat Pay's retries, the second a duplicate.
-    for _ in 0..2 {
-        let n = h.sim.build_transaction_notification(&no).unwrap();
-        let outcome = h.sim.deliver(&n, &h.pay_url()).await.unwrap();
-        assert_eq!(outcome.status, 204, "{outcome:?}");
-    }
-    assert_eq!(h.order(&no).await.status, OrderStatus::Paid);
-    assert_eq!(h.store.outbox_for_order(&no).await.unwrap().len(), 1);
-    h.eventually("one delivery", || h.backend.deliveries_for(&no) == 1)
-        .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(h.backend.deliveries_for(&no), 1, "exactly one delivery");
-    let _ = std::fs::remove_dir_all(&dir);
+    h.retries_record_once(&no, &h.pay_url()).await;
 }
 
 async fn a_hung_slow_or_failing_backend_delays_only_its_delivery(kind: StoreKind) {
@@ -199,11 +177,5 @@ async fn a_connection_killed_inside_mark_paid_loses_nothing() {
         "nothing half-written"
     );
     assert!(h.store.outbox_for_order(&no).await.unwrap().is_empty());
-    let n = h.sim.build_transaction_notification(&no).unwrap();
-    let outcome = h.sim.deliver(&n, &h.pay_url()).await.unwrap();
-    assert_eq!(outcome.status, 204, "{outcome:?}");
-    assert_eq!(h.order(&no).await.status, OrderStatus::Paid);
-    assert_eq!(h.store.outbox_for_order(&no).await.unwrap().len(), 1);
-    h.eventually("one delivery", || h.backend.deliveries_for(&no) == 1)
-        .await;
+    h.retries_record_once(&no, &h.pay_url()).await;
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::client::http_client;
 use crate::config::Config;
-use crate::store::{OutboxRow, OutboxStore};
+use crate::store::{OutboxRow, OutboxStore, StoreError};
 use crate::util::now_utc;
 
 /// Longer than any delivery attempt (5 s), so a lease only expires if its holder died.
@@ -23,6 +23,19 @@ pub const LEASE_SECS: i64 = 30;
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_BASE_SECS: i64 = 30;
 const BACKOFF_CAP_SECS: i64 = 3600;
+
+/// Logs a write that ends a delivery and did not land: the lease had passed to another
+/// instance (whose result stands), or the store failed.
+fn lease_write(row: &OutboxRow, what: &str, written: Result<bool, StoreError>) {
+    match written {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            id = row.id,
+            "{what} not recorded: the lease had passed to another instance"
+        ),
+        Err(e) => tracing::error!(id = row.id, "{what} not recorded: {e}"),
+    }
+}
 
 /// When to try again after `attempts` failed tries: 30 s, 1 min, 2 min … capped at 1 h.
 pub fn backoff(attempts: i64) -> time::Duration {
@@ -88,34 +101,17 @@ impl<'a> Courier<'a> {
         let now = now_utc();
         match result {
             Ok(()) => {
-                match self.store.mark_delivered(row, now).await {
-                    Ok(true) => {}
-                    // Our lease lapsed and another instance holds the row: its result stands.
-                    Ok(false) => {
-                        tracing::warn!(
-                            id = row.id,
-                            "delivered, but the lease had passed to another instance"
-                        )
-                    }
-                    // The lease expires and the row is sent again later: at-least-once, never lost.
-                    Err(e) => tracing::error!(id = row.id, "delivered but not marked: {e}"),
-                }
+                // Not marked, the lease expires and the row is sent again later:
+                // at-least-once, never lost.
+                lease_write(row, "delivery", self.store.mark_delivered(row, now).await);
                 tracing::info!(id = row.id, out_trade_no = %row.out_trade_no, "backend notified");
                 true
             }
             Err(error) => {
                 let next = now + backoff(row.attempts);
                 tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try at {next}: {error}");
-                match self.store.mark_delivery_failed(row, &error, next).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::warn!(
-                            id = row.id,
-                            "failure not recorded: the lease had passed to another instance"
-                        )
-                    }
-                    Err(e) => tracing::error!(id = row.id, "delivery failure not recorded: {e}"),
-                }
+                let written = self.store.mark_delivery_failed(row, &error, next).await;
+                lease_write(row, "failure", written);
                 false
             }
         }

@@ -320,3 +320,55 @@ macro_rules! both_stores {
         }
     };
 }
+
+/// A harness whose store other sessions can open too: on SQLite a file in a directory of
+/// its own (removed when the returned guard drops), on MySQL the test's database.
+pub async fn start_on_shared_store(
+    kind: StoreKind,
+    name: &str,
+    tweak: impl FnOnce(&mut LocalOptions),
+) -> Option<(Harness, SharedDir)> {
+    let dir = std::env::temp_dir().join(format!("wxpay-{name}-{}-{kind:?}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    let file = dir.join("store.db").display().to_string();
+    let h = Harness::start_with(kind, |o| {
+        if kind == StoreKind::Sqlite {
+            o.database_url = format!("sqlite://{file}");
+        }
+        tweak(o);
+    })
+    .await?;
+    Some((h, SharedDir(dir)))
+}
+
+/// Removes a shared store's directory at the end of a test.
+pub struct SharedDir(std::path::PathBuf);
+
+impl Drop for SharedDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Harness {
+    /// WeChat Pay retries a paid order's notification to `url`, twice (the second a
+    /// duplicate): both are acknowledged, the payment is recorded once and the backend is
+    /// told once.
+    pub async fn retries_record_once(&self, no: &str, url: &str) {
+        for _ in 0..2 {
+            let n = self.sim.build_transaction_notification(no).expect("paid");
+            let outcome = self.sim.deliver(&n, url).await.expect("delivered");
+            assert_eq!(outcome.status, 204, "{outcome:?}");
+        }
+        assert_eq!(
+            self.order(no).await.status,
+            wxpay_shared::store::OrderStatus::Paid
+        );
+        assert_eq!(self.store.outbox_for_order(no).await.unwrap().len(), 1);
+        self.eventually("one delivery", || self.backend.deliveries_for(no) == 1)
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(self.backend.deliveries_for(no), 1, "exactly one delivery");
+    }
+}
