@@ -163,6 +163,9 @@ pub async fn phase(
         "WECHAT_NOTIFY_URL".into(),
         "https://wxpay.example.com/pay".into(),
     ));
+    // Deployed behind an HTTP trigger, as template.yaml pins it: the only shape in which
+    // Lambda believes X-WX-OPENID, which the JSAPI orders carry.
+    vars.push(("LAMBDA_EVENT_SHAPE".into(), "http".into()));
     let log = work.join("lambda-cold.log");
     let mut orders: Vec<String> = Vec::new();
     let mut notified: HashSet<String> = HashSet::new();
