@@ -17,6 +17,7 @@ both_stores!(
     a_rate_limited_retry_of_an_accepted_refund_records_it_and_frees_nothing,
     a_refusal_nobody_can_confirm_keeps_the_amount_reserved_until_the_same_number_settles_it,
     a_refusal_that_proves_nothing_was_accepted_frees_the_amount_for_a_retry_with_the_same_number,
+    a_refused_retry_of_a_refund_an_earlier_call_left_in_flight_frees_nothing,
 );
 
 /// WeChat Pay calls time out after 700 ms, and WeChat Pay's one-minute spacing between
@@ -156,4 +157,59 @@ async fn a_refusal_that_proves_nothing_was_accepted_frees_the_amount_for_a_retry
         "{body}"
     );
     assert_eq!(h.sim.refunds().len(), 2);
+}
+
+/// The first call's fate is unknown (WeChat Pay failed it with a 5xx, or it timed out);
+/// the retry with the same outRefundNo is refused with a signed 4xx and WeChat Pay does not
+/// (yet) list the refund. Only this retry was shown refused: the first request may still
+/// land, so the amount stays reserved and the caller is told to retry the same number.
+async fn a_refused_retry_of_a_refund_an_earlier_call_left_in_flight_frees_nothing(kind: StoreKind) {
+    let Some(h) = start(kind, Duration::ZERO).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_in_flight", "premium").await;
+    let refunds = "/v3/refund/domestic/refunds";
+    // Twice: the client retries a 5xx once.
+    h.sim.inject_fault(Fault::new(
+        refunds,
+        2,
+        FaultKind::status(500, "SYSTEM_ERROR", "系统繁忙"),
+    ));
+    let (status, _) = h.call_trusted(refund(&no, 1000, "RF-INFLIGHT01")).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        h.refund_status("RF-INFLIGHT01").await,
+        RefundStatus::Processing
+    );
+
+    h.sim.inject_fault(Fault::new(
+        refunds,
+        1,
+        FaultKind::status(400, "PARAM_ERROR", "参数错误"),
+    ));
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-INFLIGHT01")).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RF-INFLIGHT01"),
+        "{body}"
+    );
+    assert_eq!(
+        h.refund_status("RF-INFLIGHT01").await,
+        RefundStatus::Processing,
+        "the amount stays reserved"
+    );
+    // What it holds is not free for another refund number.
+    let (status, _) = h.call_trusted(refund(&no, 1991, "RF-SECOND-001")).await;
+    assert_eq!(status, 409);
+    // The same number, retried once WeChat Pay answers again, settles it.
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-INFLIGHT01")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.sim.refunds().len(), 1);
 }

@@ -122,8 +122,15 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
             now: now_utc(),
         })
         .await?;
+    // Whether this call reserved the amount itself. Only then can a refusal show that no
+    // request with this outRefundNo is pending at WeChat Pay: an earlier call that timed
+    // out, or one running right now, may still land.
+    let mut fresh = false;
     let refund = match reservation {
-        RefundReservation::Created(r) => r,
+        RefundReservation::Created(r) => {
+            fresh = true;
+            r
+        }
         RefundReservation::Existing(r) => {
             if amount.is_some_and(|a| a != r.amount) {
                 return Err(AppError::Conflict(format!(
@@ -138,7 +145,10 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                 }
                 // WeChat Pay advises retrying a refused refund with its own number; its
                 // amount is reserved again first, if it still fits.
-                RefundStatus::Failed => revived(app, &order, &out_refund_no).await?,
+                RefundStatus::Failed => {
+                    fresh = true;
+                    revived(app, &order, &out_refund_no).await?
+                }
                 // Still processing (an earlier call timed out, say): asking WeChat Pay
                 // again with the same outRefundNo resolves it without a second refund.
                 RefundStatus::Processing | RefundStatus::Abnormal => r,
@@ -206,7 +216,7 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
             .await;
             match &e {
                 ClientError::Api { status, .. } if (400..500).contains(status) => {
-                    settle_refused(app, &refund, e).await
+                    settle_refused(app, &refund, e, fresh).await
                 }
                 _ => Err(e.into()),
             }
@@ -240,11 +250,13 @@ fn proves_not_accepted(e: &ClientError) -> bool {
 
 /// After a 4xx, WeChat Pay is asked whether the refund exists, since an earlier attempt
 /// with this `out_refund_no` may have been accepted. Only "it does not exist", after a
-/// refusal that proves this attempt was not accepted, frees the amount.
+/// refusal that proves this attempt was not accepted, by a call that reserved the amount
+/// itself (`fresh`: no earlier attempt can still be on its way), frees the amount.
 async fn settle_refused(
     app: &App,
     refund: &Refund,
     refusal: ClientError,
+    fresh: bool,
 ) -> Result<Value, AppError> {
     let no = &refund.out_refund_no;
     let unsettled = |reason: String| AppError::RefundUnsettled {
@@ -267,7 +279,7 @@ async fn settle_refused(
             code,
             verified: true,
             ..
-        }) if code == "RESOURCE_NOT_EXISTS" && proves_not_accepted(&refusal) => {
+        }) if code == "RESOURCE_NOT_EXISTS" && fresh && proves_not_accepted(&refusal) => {
             // WeChat Pay refused it and does not have it: the amount is free again.
             app.store.fail_refund(no).await?;
             Err(refusal.into())
