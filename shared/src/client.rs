@@ -53,6 +53,9 @@ static HTTP: Lazy<reqwest::Client> = Lazy::new(|| {
         .connect_timeout(Duration::from_secs(2))
         .pool_idle_timeout(Duration::from_secs(50))
         .user_agent(concat!("wxpay-functions/", env!("CARGO_PKG_VERSION")))
+        // Backend deliveries carry the internal secret in a header, which reqwest would
+        // forward to wherever a redirect points; nothing we call is meant to redirect.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap_or_else(|e| {
             tracing::error!("HTTP client set-up failed, using defaults: {e}");
