@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::state::App;
 use crate::store::history::{OrderListQuery, PagePosition, StatsQuery};
 use crate::store::{Order, OrderStatus};
-use crate::util::is_valid_reference;
+use crate::util::{is_valid_reference, parse_wechat_time};
 
 const DEFAULT_LIMIT: u32 = 20;
 const MAX_LIMIT: u32 = 50;
@@ -44,8 +44,10 @@ struct StatsRequest {
 
 fn parse_status(s: &str) -> Result<OrderStatus, AppError> {
     OrderStatus::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = OrderStatus::ALL.iter().map(|k| k.as_str()).collect();
         AppError::invalid(format!(
-            "field `status` must be one of pending, paid, closed, failed, refunded (got `{s}`)"
+            "field `status` must be one of {} (got `{s}`)",
+            known.join(", ")
         ))
     })
 }
@@ -121,7 +123,7 @@ pub async fn list(app: &App, call: &Call) -> Result<Value, AppError> {
 fn parse_time(name: &str, value: Option<String>) -> Result<Option<OffsetDateTime>, AppError> {
     value
         .map(|v| {
-            OffsetDateTime::parse(&v, &Rfc3339).map_err(|_| {
+            parse_wechat_time(&v).ok_or_else(|| {
                 AppError::invalid(format!(
                     "field `{name}` must be an RFC 3339 time such as 2026-12-01T00:00:00+08:00 (got `{v}`)"
                 ))
@@ -146,13 +148,7 @@ pub async fn stats(app: &App, call: &Call) -> Result<Value, AppError> {
     let totals = app.store.order_stats(&query).await?;
     let mut by_status = Map::new();
     let (mut count, mut amount, mut refunded) = (0i64, 0i64, 0i64);
-    for status in [
-        OrderStatus::Pending,
-        OrderStatus::Paid,
-        OrderStatus::Closed,
-        OrderStatus::Failed,
-        OrderStatus::Refunded,
-    ] {
+    for status in OrderStatus::ALL {
         let t = totals.iter().find(|t| t.status == status);
         let (c, a, r) = t.map_or((0, 0, 0), |t| (t.count, t.amount, t.refunded_amount));
         count += c;
