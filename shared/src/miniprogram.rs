@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::client::{read_capped, BodyError};
 use crate::config::Secret;
 
 /// Answers larger than this are not jscode2session answers.
@@ -80,17 +81,14 @@ impl MiniProgramClient {
         let request = crate::client::http_client()
             .get(url)
             .timeout(crate::deadline::budget(self.timeout));
-        let mut response = request.send().await.map_err(transport)?;
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(LoginError::Decode(format!(
-                    "answer larger than {MAX_ANSWER_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let response = request.send().await.map_err(transport)?;
         let status = response.status();
+        let body = read_capped(response, MAX_ANSWER_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge { .. } => LoginError::Decode(e.to_string()),
+                BodyError::Read(e) => transport(e),
+            })?;
         let answer: Code2SessionAnswer = serde_json::from_slice(&body).map_err(|_| {
             LoginError::Decode(format!("HTTP {status}, not a jscode2session answer"))
         })?;
