@@ -16,7 +16,6 @@ use serde::Serialize;
 use crate::client::http_client;
 use crate::config::Config;
 use crate::store::{OutboxRow, OutboxStore, StoreError};
-use crate::util::now_utc;
 
 /// Longer than any delivery attempt (5 s), so a lease only expires if its holder died.
 pub const LEASE_SECS: i64 = 30;
@@ -98,19 +97,18 @@ impl<'a> Courier<'a> {
             }
         }
         .await;
-        let now = now_utc();
         match result {
             Ok(()) => {
                 // Not marked, the lease expires and the row is sent again later:
                 // at-least-once, never lost.
-                lease_write(row, "delivery", self.store.mark_delivered(row, now).await);
+                lease_write(row, "delivery", self.store.mark_delivered(row).await);
                 tracing::info!(id = row.id, out_trade_no = %row.out_trade_no, "backend notified");
                 true
             }
             Err(error) => {
-                let next = now + backoff(row.attempts);
-                tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try at {next}: {error}");
-                let written = self.store.mark_delivery_failed(row, &error, next).await;
+                let retry_in = backoff(row.attempts).whole_seconds();
+                tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try in {retry_in} s: {error}");
+                let written = self.store.mark_delivery_failed(row, &error, retry_in).await;
                 lease_write(row, "failure", written);
                 false
             }
@@ -130,7 +128,7 @@ impl<'a> Courier<'a> {
         let mut report = DeliveryReport::default();
         let rows = match self
             .store
-            .claim_due_notifications(now_utc(), LEASE_SECS, limit, force)
+            .claim_due_notifications(LEASE_SECS, limit, force)
             .await
         {
             Ok(rows) => rows,

@@ -206,7 +206,7 @@ impl<'a> Settlement<'a> {
             },
             business_type: order.business_type.clone(),
             outbox_payload: backend_payload(&order, transaction_id, payer_openid, total),
-            lease_until: now + time::Duration::seconds(LEASE_SECS),
+            lease_secs: LEASE_SECS,
             now,
         };
         match self.store.mark_paid(&transition).await? {

@@ -123,7 +123,7 @@ async fn a_payment_is_recorded_once_and_its_delivery_handed_over_leased() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].id, row.id);
     assert!(store
-        .claim_notification(row.id, OffsetDateTime::now_utc(), 30)
+        .claim_notification(row.id, 30)
         .await
         .expect("claim")
         .is_none());

@@ -216,6 +216,7 @@ contract_tests!(
     finish_refund_concurrent_duplicates,
     outbox_claim_lease_deliver_fail,
     outbox_a_stale_lease_holder_changes_nothing,
+    outbox_leases_run_on_the_database_clock,
     outbox_an_unattempted_claim_is_not_an_attempt,
     mark_paid_queues_its_delivery_leased,
     outbox_claim_due_order_and_limit,
@@ -230,6 +231,17 @@ contract_tests!(
 /// Microseconds on purpose: both stores keep milliseconds.
 fn t0() -> OffsetDateTime {
     datetime!(2024-05-01 12:00:00.123456 UTC)
+}
+
+/// `t` is the database's now plus `offset_secs`, give or take a few seconds of test time.
+#[track_caller]
+fn assert_near_now(t: OffsetDateTime, offset_secs: i64, what: &str) {
+    let expected = OffsetDateTime::now_utc() + Duration::seconds(offset_secs);
+    let off = (t - expected).abs();
+    assert!(
+        off < Duration::seconds(5),
+        "{what}: {t} is {off} from {expected}"
+    );
 }
 
 fn ms(t: OffsetDateTime) -> OffsetDateTime {
@@ -274,8 +286,8 @@ fn paid(no: &str, amount: i64, now: OffsetDateTime) -> PaidTransition {
         },
         business_type: Some("photo".to_string()),
         outbox_payload: format!(r#"{{"outTradeNo":"{no}","status":"paid"}}"#),
-        // The caller's lease has already lapsed: the row is anybody's to claim.
-        lease_until: now,
+        // The caller's lease lapses at once: the row is anybody's to claim.
+        lease_secs: 0,
         now,
     }
 }
@@ -624,7 +636,7 @@ async fn mark_paid_transitions_once(store: S) {
             "{no}: queued leased, its first attempt counted"
         );
         assert_eq!(row.last_error, None);
-        assert_eq!(row.next_try_at, ms(now));
+        assert_near_now(row.next_try_at, 0, "due at once should its lease lapse");
         assert_eq!(row.created_at, ms(now));
         assert_eq!(row.delivered_at, None);
         // What mark_paid handed back is the row as stored.
@@ -633,7 +645,6 @@ async fn mark_paid_transitions_once(store: S) {
         assert_eq!(queued.out_trade_no, row.out_trade_no);
         assert_eq!(queued.status, row.status);
         assert_eq!(queued.attempts, row.attempts);
-        assert_eq!(queued.next_try_at, row.next_try_at);
         assert_eq!(queued.created_at, row.created_at);
 
         let logs = store.logs_for_order(no).await.expect("logs");
@@ -1317,10 +1328,9 @@ async fn finish_refund_concurrent_duplicates(store: S) {
 
 async fn outbox_claim_lease_deliver_fail(store: S) {
     let id = paid_order(&store, "ob-1", 100, t0()).await;
-    let now = t0() + Duration::minutes(1);
 
     let row = store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("first claim wins");
@@ -1329,24 +1339,26 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
     assert_eq!(row.status, OutboxStatus::Pending);
     assert_eq!(row.out_trade_no, "ob-1");
 
-    // Leased: nobody else gets it until the lease ends.
+    // Leased: nobody else gets it until the lease ends, by the database's clock.
     assert!(store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
+        .await
+        .expect("claim")
+        .is_none());
+    store.rewind_outbox("ob-1", 25).await.expect("25 s pass");
+    assert!(store
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .is_none());
     assert!(store
-        .claim_notification(id, now + Duration::seconds(29), 30)
-        .await
-        .expect("claim")
-        .is_none());
-    assert!(store
-        .claim_due_notifications(now + Duration::seconds(29), 30, 10, true)
+        .claim_due_notifications(30, 10, true)
         .await
         .expect("due")
         .is_empty());
+    store.rewind_outbox("ob-1", 6).await.expect("6 s more pass");
     let row = store
-        .claim_notification(id, now + Duration::seconds(30), 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("an expired lease can be taken over");
@@ -1354,13 +1366,16 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
 
     // Failure: lease released, next try scheduled, error kept short.
     let long_error = "é".repeat(3000);
-    let next = now + Duration::minutes(10);
     store
-        .mark_delivery_failed(&row, &long_error, next)
+        .mark_delivery_failed(&row, &long_error, 600)
         .await
         .expect("failed");
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
-    assert_eq!(rows[0].next_try_at, ms(next));
+    assert_near_now(
+        rows[0].next_try_at,
+        600,
+        "next try 10 min after the failure",
+    );
     let kept = rows[0].last_error.as_deref().expect("error kept");
     assert!(
         (1..=1000).contains(&kept.chars().count()),
@@ -1369,14 +1384,13 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
     );
     assert!(long_error.starts_with(kept));
 
-    let soon = now + Duration::seconds(31);
     assert!(store
-        .claim_due_notifications(soon, 30, 10, false)
+        .claim_due_notifications(30, 10, false)
         .await
         .expect("due")
         .is_empty());
     let forced = store
-        .claim_due_notifications(soon, 30, 10, true)
+        .claim_due_notifications(30, 10, true)
         .await
         .expect("forced");
     assert_eq!(forced.len(), 1, "force takes pending rows that are not due");
@@ -1384,58 +1398,63 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
     assert_eq!(forced[0].attempts, 4);
 
     store
-        .mark_delivery_failed(&forced[0], "502 from backend", now + Duration::minutes(5))
+        .mark_delivery_failed(&forced[0], "502 from backend", 300)
         .await
         .expect("failed");
+    store.rewind_outbox("ob-1", 240).await.expect("4 min pass");
     assert!(store
-        .claim_due_notifications(now + Duration::minutes(4), 30, 10, false)
+        .claim_due_notifications(30, 10, false)
         .await
         .expect("due")
         .is_empty());
+    store.rewind_outbox("ob-1", 61).await.expect("1 min more");
     let due = store
-        .claim_due_notifications(now + Duration::minutes(5), 30, 10, false)
+        .claim_due_notifications(30, 10, false)
         .await
         .expect("due");
-    assert_eq!(due.len(), 1, "due exactly at next_try_at");
+    assert_eq!(due.len(), 1, "due once next_try_at has passed");
     assert_eq!(due[0].attempts, 5);
     assert_eq!(due[0].last_error.as_deref(), Some("502 from backend"));
 
-    let delivered_at = now + Duration::minutes(6);
-    store
-        .mark_delivered(&due[0], delivered_at)
-        .await
-        .expect("delivered");
+    store.mark_delivered(&due[0]).await.expect("delivered");
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
     assert_eq!(rows[0].status, OutboxStatus::Delivered);
-    assert_eq!(rows[0].delivered_at, Some(ms(delivered_at)));
+    assert_near_now(
+        rows[0].delivered_at.expect("delivered_at"),
+        0,
+        "delivered now",
+    );
     assert_eq!(rows[0].attempts, 5);
 
     // Delivered is final: never claimable, not even forced or after any lease.
-    let far = now + Duration::days(30);
+    store
+        .rewind_outbox("ob-1", 30 * 86_400)
+        .await
+        .expect("30 days");
     assert!(store
-        .claim_notification(id, far, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .is_none());
     assert!(store
-        .claim_due_notifications(far, 30, 10, true)
+        .claim_due_notifications(30, 10, true)
         .await
         .expect("due")
         .is_empty());
     store
-        .mark_delivery_failed(&due[0], "late failure report", far)
+        .mark_delivery_failed(&due[0], "late failure report", 0)
         .await
         .expect("failed after delivered");
     let rows = store.outbox_for_order("ob-1").await.expect("outbox");
     assert_eq!(rows[0].status, OutboxStatus::Delivered);
     assert!(store
-        .claim_notification(id, far, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .is_none());
 
     assert!(store
-        .claim_notification(id + 1000, now, 30)
+        .claim_notification(id + 1000, 30)
         .await
         .expect("claim")
         .is_none());
@@ -1446,21 +1465,24 @@ async fn outbox_claim_lease_deliver_fail(store: S) {
 /// anything: the current holder's outcome stands.
 async fn outbox_a_stale_lease_holder_changes_nothing(store: S) {
     let id = paid_order(&store, "ob-stale", 100, t0()).await;
-    let now = t0() + Duration::minutes(1);
     let stale = store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("the first instance holds it");
+    store
+        .rewind_outbox("ob-stale", 31)
+        .await
+        .expect("31 s pass");
     let current = store
-        .claim_notification(id, now + Duration::seconds(31), 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("the lapsed lease is taken over");
     assert_ne!(stale.lease, current.lease);
 
     let wrote = store
-        .mark_delivery_failed(&stale, "stale holder: timeout", now + Duration::hours(1))
+        .mark_delivery_failed(&stale, "stale holder: timeout", 3600)
         .await
         .expect("failure report");
     assert!(!wrote, "a stale failure report changes nothing");
@@ -1471,42 +1493,65 @@ async fn outbox_a_stale_lease_holder_changes_nothing(store: S) {
     assert_eq!(rows[0].attempts, 3);
     assert!(
         store
-            .claim_due_notifications(now + Duration::seconds(40), 30, 10, true)
+            .claim_due_notifications(30, 10, true)
             .await
             .expect("due")
             .is_empty(),
         "the current holder's lease still stands"
     );
 
-    let wrote = store
-        .mark_delivered(&current, now + Duration::seconds(35))
-        .await
-        .expect("delivered");
+    let wrote = store.mark_delivered(&current).await.expect("delivered");
     assert!(wrote, "the current holder records its delivery");
+    let delivered_at = store.outbox_for_order("ob-stale").await.expect("outbox")[0].delivered_at;
     let wrote = store
-        .mark_delivered(&stale, now + Duration::seconds(36))
+        .mark_delivered(&stale)
         .await
         .expect("stale delivered report");
     assert!(!wrote);
     let rows = store.outbox_for_order("ob-stale").await.expect("outbox");
     assert_eq!(rows[0].status, OutboxStatus::Delivered);
-    assert_eq!(rows[0].delivered_at, Some(ms(now + Duration::seconds(35))));
+    assert_eq!(
+        rows[0].delivered_at, delivered_at,
+        "the current holder's time stands"
+    );
+}
+
+/// Lease times are the database's, not the caller's: an instance whose clock runs ahead
+/// cannot see a live lease as lapsed, because it never states a time at all.
+async fn outbox_leases_run_on_the_database_clock(store: S) {
+    let id = paid_order(&store, "ob-clock", 100, t0()).await;
+    let held = store
+        .claim_notification(id, 30)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    // The row's times are near the database's now, not near the 2024 `t0()` the order was
+    // paid at by the caller's reckoning.
+    let rows = store.outbox_for_order("ob-clock").await.expect("outbox");
+    assert_near_now(rows[0].next_try_at, 0, "queued due at the database's now");
+    for _ in 0..3 {
+        assert!(store
+            .claim_notification(id, 30)
+            .await
+            .expect("claim")
+            .is_none());
+    }
+    assert!(store.mark_delivered(&held).await.expect("delivered"));
 }
 
 /// A delivery claimed but never sent (the invocation ran out of time) gives its lease back
 /// without counting an attempt.
 async fn outbox_an_unattempted_claim_is_not_an_attempt(store: S) {
     let id = paid_order(&store, "ob-unsent", 100, t0()).await;
-    let now = t0() + Duration::minutes(1);
     let row = store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("claimed");
     assert_eq!(row.attempts, 2);
     assert!(store.release_unattempted(&row).await.expect("release"));
     let again = store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("released at once, claimable again");
@@ -1520,9 +1565,8 @@ async fn mark_paid_queues_its_delivery_leased(store: S) {
         .insert_order(&new_order("ol-1", 100))
         .await
         .expect("insert");
-    let now = t0();
-    let mut p = paid("ol-1", 100, now);
-    p.lease_until = now + Duration::seconds(30);
+    let mut p = paid("ol-1", 100, t0());
+    p.lease_secs = 30;
     let id = match store.mark_paid(&p).await.expect("mark paid") {
         PaidOutcome::Transitioned { outbox } => {
             assert_eq!(outbox.attempts, 1);
@@ -1530,19 +1574,20 @@ async fn mark_paid_queues_its_delivery_leased(store: S) {
         }
         other => panic!("expected Transitioned, got {other:?}"),
     };
-    let during = now + Duration::seconds(29);
+    store.rewind_outbox("ol-1", 25).await.expect("25 s pass");
     assert!(store
-        .claim_notification(id, during, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .is_none());
     assert!(store
-        .claim_due_notifications(during, 30, 10, true)
+        .claim_due_notifications(30, 10, true)
         .await
         .expect("due")
         .is_empty());
+    store.rewind_outbox("ol-1", 6).await.expect("6 s more");
     let row = store
-        .claim_notification(id, now + Duration::seconds(30), 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .expect("a lapsed lease can be taken over");
@@ -1555,9 +1600,8 @@ async fn outbox_claim_due_order_and_limit(store: S) {
         let no = format!("od-{i}");
         ids.push(paid_order(&store, &no, 100, t0() + Duration::seconds(i)).await);
     }
-    let now = t0() + Duration::minutes(1);
     let first = store
-        .claim_due_notifications(now, 60, 2, false)
+        .claim_due_notifications(60, 2, false)
         .await
         .expect("due");
     assert_eq!(
@@ -1567,22 +1611,22 @@ async fn outbox_claim_due_order_and_limit(store: S) {
     );
     assert!(first.iter().all(|r| r.attempts == 2));
     let second = store
-        .claim_due_notifications(now, 60, 2, false)
+        .claim_due_notifications(60, 2, false)
         .await
         .expect("due");
     assert_eq!(second.iter().map(|r| r.id).collect::<Vec<_>>(), ids[2..]);
     assert!(store
-        .claim_due_notifications(now, 60, 2, false)
+        .claim_due_notifications(60, 2, false)
         .await
         .expect("due")
         .is_empty());
-    // Not yet due before next_try_at (= when the order was paid).
+    // Not due before its next try.
     store
-        .mark_delivery_failed(&first[0], "x", t0() + Duration::hours(1))
+        .mark_delivery_failed(&first[0], "x", 3600)
         .await
         .expect("failed");
     assert!(store
-        .claim_due_notifications(now, 60, 10, false)
+        .claim_due_notifications(60, 10, false)
         .await
         .expect("due")
         .is_empty());
@@ -1590,11 +1634,10 @@ async fn outbox_claim_due_order_and_limit(store: S) {
 
 async fn outbox_concurrent_claimers(store: S) {
     let id = paid_order(&store, "oc-1", 100, t0()).await;
-    let now = t0() + Duration::minutes(1);
     let tasks: Vec<_> = (0..10)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.claim_notification(id, now, 60).await })
+            tokio::spawn(async move { store.claim_notification(id, 60).await })
         })
         .collect();
     let mut winners = Vec::new();
@@ -1612,13 +1655,13 @@ async fn outbox_concurrent_claimers(store: S) {
         all.insert(paid_order(&store, &format!("oc-many-{i}"), 100, t0()).await);
     }
     store
-        .mark_delivery_failed(&winners_rows[0], "retry", t0())
+        .mark_delivery_failed(&winners_rows[0], "retry", 0)
         .await
         .expect("release");
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.claim_due_notifications(now, 60, 10, true).await })
+            tokio::spawn(async move { store.claim_due_notifications(60, 10, true).await })
         })
         .collect();
     let mut seen = HashSet::new();
@@ -1728,7 +1771,7 @@ async fn mysql_unreachable_is_unavailable_without_secrets() {
         (
             "claim_due",
             store
-                .claim_due_notifications(t0(), 30, 10, false)
+                .claim_due_notifications(30, 10, false)
                 .await
                 .map(|_| ()),
         ),
@@ -1839,12 +1882,12 @@ async fn legacy_schema_is_upgraded(store: S) {
     let id = store.outbox_for_order("lg-old").await.expect("outbox")[0].id;
     let now = t0() + Duration::minutes(1);
     assert!(store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .is_some());
     assert!(store
-        .claim_notification(id, now, 30)
+        .claim_notification(id, 30)
         .await
         .expect("claim")
         .is_none());

@@ -13,6 +13,7 @@
 pub mod history;
 mod model;
 mod mysql;
+mod outbox_sql;
 mod reconciliation;
 mod refund_check;
 mod rows;
@@ -107,12 +108,12 @@ pub trait Refunds: Send + Sync {
 /// `notify_outbox`: deliveries to the business backend, leased before they are sent.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Claims one outbox row for delivery (sets a lease, counts the attempt). `None` when it
-    /// is delivered or another instance holds it.
+    /// Claims one outbox row for delivery (leases it for `lease_secs`, counts the attempt).
+    /// `None` when it is delivered or another instance holds it. Lease times are the
+    /// database's clock, shared by every instance.
     async fn claim_notification(
         &self,
         id: i64,
-        now: OffsetDateTime,
         lease_secs: i64,
     ) -> Result<Option<OutboxRow>, StoreError>;
 
@@ -120,7 +121,6 @@ pub trait OutboxStore: Send + Sync {
     /// leased by someone else).
     async fn claim_due_notifications(
         &self,
-        now: OffsetDateTime,
         lease_secs: i64,
         limit: i64,
         force: bool,
@@ -128,18 +128,15 @@ pub trait OutboxStore: Send + Sync {
 
     /// Records `row` delivered, if this instance still holds its lease. `false`: the lease
     /// lapsed and another instance took the row over; nothing changed.
-    async fn mark_delivered(
-        &self,
-        row: &OutboxRow,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    async fn mark_delivered(&self, row: &OutboxRow) -> Result<bool, StoreError>;
 
-    /// Releases the lease and schedules the next try, if this instance still holds it.
+    /// Releases the lease and schedules the next try `retry_in_secs` from the database's
+    /// now, if this instance still holds the lease.
     async fn mark_delivery_failed(
         &self,
         row: &OutboxRow,
         error: &str,
-        next_try_at: OffsetDateTime,
+        retry_in_secs: i64,
     ) -> Result<bool, StoreError>;
 
     /// Gives back the lease of a row that was claimed but never sent; its attempt is not
@@ -163,6 +160,9 @@ pub trait Inspect: Send + Sync {
     async fn logs_for_order(&self, out_trade_no: &str) -> Result<Vec<PaymentLog>, StoreError>;
     /// Refund rows for one order, oldest first.
     async fn refunds_for_order(&self, out_trade_no: &str) -> Result<Vec<Refund>, StoreError>;
+    /// Moves the outbox times of one order `secs` into the past (leases, retries and
+    /// deliveries run on the database's clock, so tests age rows instead of passing a time).
+    async fn rewind_outbox(&self, out_trade_no: &str, secs: i64) -> Result<(), StoreError>;
 }
 
 /// Without the `test-helpers` feature nothing inspects the store.

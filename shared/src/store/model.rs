@@ -136,8 +136,9 @@ pub struct PaidTransition {
     pub business_type: Option<String>,
     /// JSON body for the backend notification (contract §8); stored in `notify_outbox`.
     pub outbox_payload: String,
-    /// The outbox row is queued leased to the caller until then, its first attempt counted.
-    pub lease_until: OffsetDateTime,
+    /// The outbox row is queued leased to the caller for this long (by the database's
+    /// clock), its first attempt counted.
+    pub lease_secs: i64,
     pub now: OffsetDateTime,
 }
 

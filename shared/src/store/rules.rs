@@ -171,12 +171,6 @@ pub fn applied_result(known: &Refund, result: &RefundResult) -> Refund {
     }
 }
 
-/// Until when a claimed delivery belongs to its claimer.
-pub fn lease_end(now: OffsetDateTime, lease_secs: i64) -> Result<OffsetDateTime, StoreError> {
-    now.checked_add(time::Duration::seconds(lease_secs.max(0)))
-        .ok_or_else(|| StoreError::Query("lease end out of range".to_string()))
-}
-
 /// The delivery `mark_paid` queues, as stored: leased to the payer's instance, its first
 /// attempt counted, due now should the lease lapse.
 pub fn leased_outbox_row(id: i64, paid: &PaidTransition, lease: String) -> OutboxRow {

@@ -64,13 +64,6 @@ pub(super) static INSERT_LOG: Lazy<String> = Lazy::new(|| {
     )
 });
 
-/// A delivery queued already leased to the instance that queued it, its first attempt
-/// counted: nobody else sends it while that instance tries. Binds: out_trade_no,
-/// business_type, payload, next_try_at, locked_until, lease_token, created_at.
-pub(super) const INSERT_OUTBOX_LEASED: &str = "INSERT INTO notify_outbox (out_trade_no, \
-     business_type, payload, status, attempts, next_try_at, locked_until, lease_token, \
-     created_at) VALUES (?, ?, ?, 'pending', 1, ?, ?, ?, ?)";
-
 pub(super) static SELECT_REFUND: Lazy<String> =
     Lazy::new(|| format!("SELECT {REFUND_COLS} FROM refunds WHERE out_refund_no = ?"));
 
@@ -105,32 +98,8 @@ pub(super) const SET_REFUND_ID: &str = "UPDATE refunds SET refund_id = ? WHERE o
 pub(super) const FAIL_REFUND: &str =
     "UPDATE refunds SET status = 'failed' WHERE out_refund_no = ? AND status = 'processing'";
 
-/// The guarded lease: only a pending row whose lease has lapsed can be taken, so of any
-/// number of concurrent claimers exactly one sees a changed row, and the lease token it
-/// writes is its own. Binds: locked_until, lease_token, id, now.
-pub(super) const CLAIM: &str =
-    "UPDATE notify_outbox SET locked_until = ?, lease_token = ?, attempts = attempts + 1 \
-     WHERE id = ? AND status = 'pending' AND (locked_until IS NULL OR locked_until <= ?)";
-
 pub(super) static SELECT_OUTBOX: Lazy<String> =
     Lazy::new(|| format!("SELECT {OUTBOX_COLS} FROM notify_outbox WHERE id = ?"));
-
-/// Binds: force, now, now, limit.
-pub(super) const DUE_IDS: &str = "SELECT id FROM notify_outbox \
-     WHERE status = 'pending' AND (? OR next_try_at <= ?) \
-       AND (locked_until IS NULL OR locked_until <= ?) \
-     ORDER BY created_at, id LIMIT ?";
-
-/// Every write that ends a delivery names the lease it holds: a holder whose lease lapsed
-/// and was taken over changes nothing. Binds: delivered_at, id, lease_token.
-pub(super) const MARK_DELIVERED: &str = "UPDATE notify_outbox SET status = 'delivered', \
-     delivered_at = ?, locked_until = NULL, lease_token = NULL \
-     WHERE id = ? AND status = 'pending' AND lease_token = ?";
-
-/// Binds: last_error, next_try_at, id, lease_token.
-pub(super) const MARK_DELIVERY_FAILED: &str = "UPDATE notify_outbox SET last_error = ?, \
-     next_try_at = ?, locked_until = NULL, lease_token = NULL \
-     WHERE id = ? AND status = 'pending' AND lease_token = ?";
 
 /// A claimed delivery that was never sent: the lease goes back and the claim's attempt is
 /// taken back. Binds: id, lease_token.

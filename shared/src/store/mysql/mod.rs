@@ -28,6 +28,7 @@ use conn::{server_code, Fail, ER_DUP_ENTRY};
 use super::rows::{self, stored, Fields};
 use super::rules::{self, existing_reservation};
 use super::sql::{self, truncated_error};
+use super::{outbox_sql, schema};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
     PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
@@ -272,16 +273,13 @@ impl MySqlStore {
         ended(tx, work).await
     }
 
-    async fn claim_one(
-        q: &mut Conn,
-        id: i64,
-        now: OffsetDateTime,
-        lease_secs: i64,
-    ) -> Result<Option<OutboxRow>, Fail> {
-        let until = rules::lease_end(now, lease_secs)?;
+    async fn claim_one(q: &mut Conn, id: i64, lease_secs: i64) -> Result<Option<OutboxRow>, Fail> {
         let lease = rules::new_lease_token();
-        q.exec_drop(sql::CLAIM, params![dt(until)?, lease, id, dt(now)?])
-            .await?;
+        q.exec_drop(
+            &outbox_sql::MYSQL.claim,
+            params![lease_secs.max(0), lease, id],
+        )
+        .await?;
         if q.affected_rows() != 1 {
             return Ok(None);
         }

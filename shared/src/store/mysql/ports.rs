@@ -144,32 +144,29 @@ impl OutboxStore for MySqlStore {
     async fn claim_notification(
         &self,
         id: i64,
-        now: OffsetDateTime,
         lease_secs: i64,
     ) -> Result<Option<OutboxRow>, StoreError> {
         self.run(async {
             let mut conn = self.conn().await?;
-            Self::claim_one(&mut conn, id, now, lease_secs).await
+            Self::claim_one(&mut conn, id, lease_secs).await
         })
         .await
     }
 
     async fn claim_due_notifications(
         &self,
-        now: OffsetDateTime,
         lease_secs: i64,
         limit: i64,
         force: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         self.run(async {
             let mut conn = self.conn().await?;
-            let now_dt = dt(now)?;
             let ids: Vec<i64> = conn
-                .exec(sql::DUE_IDS, params![force, now_dt, now_dt, limit.max(0)])
+                .exec(&outbox_sql::MYSQL.due_ids, params![force, limit.max(0)])
                 .await?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(row) = Self::claim_one(&mut conn, id, now, lease_secs).await? {
+                if let Some(row) = Self::claim_one(&mut conn, id, lease_secs).await? {
                     claimed.push(row);
                 }
             }
@@ -178,13 +175,12 @@ impl OutboxStore for MySqlStore {
         .await
     }
 
-    async fn mark_delivered(
-        &self,
-        row: &OutboxRow,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    async fn mark_delivered(&self, row: &OutboxRow) -> Result<bool, StoreError> {
         let changed = self
-            .exec(sql::MARK_DELIVERED, params![dt(now)?, row.id, &row.lease])
+            .exec(
+                &outbox_sql::MYSQL.mark_delivered,
+                params![row.id, &row.lease],
+            )
             .await?;
         Ok(changed == 1)
     }
@@ -193,12 +189,17 @@ impl OutboxStore for MySqlStore {
         &self,
         row: &OutboxRow,
         error: &str,
-        next_try_at: OffsetDateTime,
+        retry_in_secs: i64,
     ) -> Result<bool, StoreError> {
         let changed = self
             .exec(
-                sql::MARK_DELIVERY_FAILED,
-                params![truncated_error(error), dt(next_try_at)?, row.id, &row.lease],
+                &outbox_sql::MYSQL.mark_delivery_failed,
+                params![
+                    truncated_error(error),
+                    retry_in_secs.max(0),
+                    row.id,
+                    &row.lease
+                ],
             )
             .await?;
         Ok(changed == 1)
@@ -237,6 +238,13 @@ impl crate::store::Inspect for MySqlStore {
     async fn refunds_for_order(&self, out_trade_no: &str) -> Result<Vec<Refund>, StoreError> {
         self.list(&sql::REFUNDS_FOR_ORDER, out_trade_no, rows::refund)
             .await
+    }
+
+    async fn rewind_outbox(&self, out_trade_no: &str, secs: i64) -> Result<(), StoreError> {
+        let sql = outbox_sql::rewind(schema::Dialect::MySql);
+        self.exec(&sql, params![secs, secs, secs, out_trade_no])
+            .await?;
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use super::conn::Fail;
 use super::{dt, insert_log, insert_refund, last_id, lock_order, select_refund};
 use crate::store::rules::{self, after_refund, existing_reservation, result_applies};
 use crate::store::{
-    sql, NewRefund, OrderStatus, OutboxRow, PaidTransition, Refund, RefundOutcome,
+    outbox_sql, sql, NewRefund, OrderStatus, OutboxRow, PaidTransition, Refund, RefundOutcome,
     RefundReservation, RefundResult, RefundStatus,
 };
 
@@ -65,13 +65,12 @@ pub(super) async fn mark_paid_in(
     insert_log(tx, &paid.log, paid.now).await?;
     let lease = rules::new_lease_token();
     tx.exec_drop(
-        sql::INSERT_OUTBOX_LEASED,
+        &outbox_sql::MYSQL.insert_leased,
         params![
             &paid.out_trade_no,
             &paid.business_type,
             &paid.outbox_payload,
-            now,
-            dt(paid.lease_until)?,
+            paid.lease_secs.max(0),
             &lease,
             now,
         ],

@@ -11,7 +11,7 @@
 //! takes microseconds, and the lock is never held across an `.await`.
 //!
 //! Timestamps are TEXT `YYYY-MM-DD HH:MM:SS.fff` in UTC: fixed width, so string comparison
-//! (`next_try_at <= ?`, `ORDER BY created_at`) is chronological.
+//! (`next_try_at <= strftime(…, 'now')`, `ORDER BY created_at`) is chronological.
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -23,6 +23,7 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
+use super::outbox_sql;
 use super::rows::{self, stored, Fields};
 use super::rules::{self, after_refund, existing_reservation, result_applies};
 use super::schema::{added_columns, Dialect, INDEXES, TABLES};
@@ -256,15 +257,10 @@ fn insert_refund(conn: &Connection, r: &Refund) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn claim(
-    conn: &Connection,
-    id: i64,
-    now: OffsetDateTime,
-    lease_secs: i64,
-) -> Result<Option<OutboxRow>, StoreError> {
-    let until = rules::lease_end(now, lease_secs)?;
+fn claim(conn: &Connection, id: i64, lease_secs: i64) -> Result<Option<OutboxRow>, StoreError> {
     let lease = rules::new_lease_token();
-    if exec(conn, sql::CLAIM, params![ts(until)?, lease, id, ts(now)?])? == 1 {
+    let claim = &outbox_sql::SQLITE.claim;
+    if exec(conn, claim, params![lease_secs.max(0), lease, id])? == 1 {
         one(conn, &sql::SELECT_OUTBOX, [id], rows::outbox)
     } else {
         Ok(None)
@@ -317,13 +313,12 @@ impl SqliteStore {
         let lease = rules::new_lease_token();
         exec(
             &tx,
-            sql::INSERT_OUTBOX_LEASED,
+            &outbox_sql::SQLITE.insert_leased,
             params![
                 paid.out_trade_no,
                 paid.business_type,
                 paid.outbox_payload,
-                now,
-                ts(paid.lease_until)?,
+                paid.lease_secs.max(0),
                 lease,
                 now,
             ],

@@ -113,45 +113,38 @@ impl OutboxStore for SqliteStore {
     async fn claim_notification(
         &self,
         id: i64,
-        now: OffsetDateTime,
         lease_secs: i64,
     ) -> Result<Option<OutboxRow>, StoreError> {
-        claim(&self.lock(), id, now, lease_secs)
+        claim(&self.lock(), id, lease_secs)
     }
 
     async fn claim_due_notifications(
         &self,
-        now: OffsetDateTime,
         lease_secs: i64,
         limit: i64,
         force: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let conn = self.lock();
-        let now_s = ts(now)?;
         let ids = all(
             &conn,
-            sql::DUE_IDS,
-            params![force, now_s, now_s, limit.max(0)],
+            &outbox_sql::SQLITE.due_ids,
+            params![force, limit.max(0)],
             |r| r.int(0),
         )?;
         let mut claimed = Vec::with_capacity(ids.len());
         for id in ids.into_iter().flatten() {
-            if let Some(row) = claim(&conn, id, now, lease_secs)? {
+            if let Some(row) = claim(&conn, id, lease_secs)? {
                 claimed.push(row);
             }
         }
         Ok(claimed)
     }
 
-    async fn mark_delivered(
-        &self,
-        row: &OutboxRow,
-        now: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    async fn mark_delivered(&self, row: &OutboxRow) -> Result<bool, StoreError> {
         let changed = exec(
             &self.lock(),
-            sql::MARK_DELIVERED,
-            params![ts(now)?, row.id, row.lease],
+            &outbox_sql::SQLITE.mark_delivered,
+            params![row.id, row.lease],
         )?;
         Ok(changed == 1)
     }
@@ -160,12 +153,17 @@ impl OutboxStore for SqliteStore {
         &self,
         row: &OutboxRow,
         error: &str,
-        next_try_at: OffsetDateTime,
+        retry_in_secs: i64,
     ) -> Result<bool, StoreError> {
         let changed = exec(
             &self.lock(),
-            sql::MARK_DELIVERY_FAILED,
-            params![truncated_error(error), ts(next_try_at)?, row.id, row.lease],
+            &outbox_sql::SQLITE.mark_delivery_failed,
+            params![
+                truncated_error(error),
+                retry_in_secs.max(0),
+                row.id,
+                row.lease
+            ],
         )?;
         Ok(changed == 1)
     }
@@ -214,6 +212,12 @@ impl crate::store::Inspect for SqliteStore {
             [out_trade_no],
             rows::refund,
         )
+    }
+
+    async fn rewind_outbox(&self, out_trade_no: &str, secs: i64) -> Result<(), StoreError> {
+        let sql = outbox_sql::rewind(Dialect::Sqlite);
+        exec(&self.lock(), &sql, params![secs, secs, secs, out_trade_no])?;
+        Ok(())
     }
 }
 
