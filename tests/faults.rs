@@ -5,7 +5,10 @@
 //! Injected faults: a second database session of the test's own holds the order (on MySQL
 //! the row, with `SELECT … FOR UPDATE` in an open transaction; on SQLite, a shared file, the
 //! write lock with `BEGIN IMMEDIATE`); the fake backend hangs (holds the request 60 s),
-//! answers slowly (6 s) or answers 500 (`FakeBackend::set_delivery_fault`).
+//! answers slowly (6 s) or answers 500 (`FakeBackend::set_delivery_fault`); the function's
+//! MySQL connection is `KILL`ed from the test's session while it waits half-way through a
+//! transaction (behind `LOCK TABLES notify_outbox WRITE`, or behind the test's own
+//! uncommitted insert of the same refund number).
 
 mod common;
 
@@ -30,12 +33,7 @@ enum Holder {
 
 impl Holder {
     async fn hold(h: &Harness, out_trade_no: &str) -> Holder {
-        let url = h
-            .vars
-            .iter()
-            .find(|(k, _)| k == "DATABASE_URL")
-            .map(|(_, v)| v.clone())
-            .unwrap();
+        let url = h.database_url();
         if let Some(path) = url.strip_prefix("sqlite://") {
             let conn = rusqlite::Connection::open(path).unwrap();
             conn.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -130,9 +128,33 @@ async fn a_hung_slow_or_failing_backend_delays_only_its_delivery(kind: StoreKind
     }
 }
 
-/// The function's database connection is killed (`KILL`, from the test's own session) while
-/// its `mark_paid` transaction waits on the order row: the notification is answered 5xx,
-/// nothing is half-written, and WeChat Pay's retry records the payment once. MySQL only:
+/// Kills the function's connection (`KILL`, from the test's own session `admin`) once it
+/// is seen waiting in a statement that starts with `statement`. Within the 2 s the function
+/// waits for a lock.
+async fn kill_when_waiting(admin: &mut mysql_async::Conn, statement: &str) {
+    for _ in 0..60 {
+        let victim: Option<u64> = admin
+            .exec_first(
+                "SELECT ID FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID() AND INFO LIKE CONCAT(?, '%')",
+                (statement,),
+            )
+            .await
+            .unwrap();
+        if let Some(id) = victim {
+            admin.query_drop(format!("KILL {id}")).await.unwrap();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the function never waited in `{statement}…`");
+}
+
+/// The function's database connection is killed in the middle of `mark_paid`: it has
+/// already marked the order paid and written its log row, and waits to queue the outbox
+/// row (the test holds `LOCK TABLES notify_outbox WRITE`). The notification is answered
+/// 5xx, the half-done transaction is gone (order still pending, no log row, no outbox
+/// row), and WeChat Pay's retry records the payment once, delivered once. MySQL only:
 /// SQLite has no connection to lose.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_killed_inside_mark_paid_loses_nothing() {
@@ -140,42 +162,91 @@ async fn a_connection_killed_inside_mark_paid_loses_nothing() {
         return;
     };
     let no = h.create_order("o_killed", "basic").await;
-    let holder = Holder::hold(&h, &no).await;
-    let Holder::Mysql(mut admin) = holder else {
-        unreachable!("a MySQL harness")
-    };
+    let mut admin = mysql_async::Conn::from_url(h.database_url().as_str())
+        .await
+        .unwrap();
+    admin
+        .query_drop("LOCK TABLES notify_outbox WRITE")
+        .await
+        .unwrap();
 
     let pay = {
         let (sim, no) = (h.sim.clone(), no.clone());
         tokio::spawn(async move { sim.pay(&no).await })
     };
-    // The function's UPDATE is waiting for the row the test holds: kill its connection.
-    let mut killed = false;
-    for _ in 0..40 {
-        let victim: Option<u64> = admin
-            .query_first(
-                "SELECT ID FROM information_schema.PROCESSLIST \
-                 WHERE ID <> CONNECTION_ID() AND INFO LIKE 'UPDATE orders SET status = ''paid''%'",
-            )
-            .await
-            .unwrap();
-        if let Some(id) = victim {
-            admin.query_drop(format!("KILL {id}")).await.unwrap();
-            killed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(killed, "the function's mark_paid never waited on the row");
+    kill_when_waiting(&mut admin, "INSERT INTO notify_outbox").await;
     let outcome = pay.await.unwrap().expect("answered");
     assert!(outcome.status >= 500, "WeChat Pay must retry: {outcome:?}");
-    Holder::Mysql(admin).release().await;
+    admin.query_drop("UNLOCK TABLES").await.unwrap();
+    admin.disconnect().await.unwrap();
 
     assert_eq!(
         h.order(&no).await.status,
         OrderStatus::Pending,
-        "nothing half-written"
+        "the paid mark was rolled back with the rest"
     );
+    assert_eq!(payment_logs(&h, &no).await, 0, "no payment log row");
     assert!(h.store.outbox_for_order(&no).await.unwrap().is_empty());
     h.retries_record_once(&no, &h.pay_url()).await;
+    assert_eq!(payment_logs(&h, &no).await, 1);
+}
+
+/// Log rows of the payment itself (the order's creation has its own).
+async fn payment_logs(h: &Harness, no: &str) -> usize {
+    let logs = h.store.logs_for_order(no).await.unwrap();
+    logs.iter()
+        .filter(|l| l.event_type.as_deref() == Some("TRANSACTION.SUCCESS"))
+        .count()
+}
+
+/// The function's connection is killed in the middle of `reserve_refund`: it holds the
+/// order row and waits to insert the refund (the test's own open transaction holds the
+/// refund number). The call is answered 500 `50010` (retry), no amount stays reserved, WeChat Pay was never
+/// asked, the order row is not left locked, and the caller's retry with the same
+/// `outRefundNo` refunds once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_killed_inside_reserve_refund_loses_nothing() {
+    let Some(h) = Harness::start(StoreKind::Mysql).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_killed_refund", "premium").await;
+    let mut admin = mysql_async::Conn::from_url(h.database_url().as_str())
+        .await
+        .unwrap();
+    admin.query_drop("START TRANSACTION").await.unwrap();
+    admin
+        .exec_drop(
+            "INSERT INTO refunds (out_refund_no, out_trade_no, amount, status, created_at) \
+             VALUES ('RF-KILLED-1', ?, 1, 'processing', UTC_TIMESTAMP(3))",
+            (no.as_str(),),
+        )
+        .await
+        .unwrap();
+
+    let call = json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 990,
+                       "outRefundNo": "RF-KILLED-1" });
+    let ((status, body), ()) = tokio::join!(
+        h.call_trusted(call.clone()),
+        kill_when_waiting(&mut admin, "INSERT INTO refunds")
+    );
+    assert_eq!((status, &body["code"]), (500, &json!(50010)), "{body}");
+    admin.query_drop("ROLLBACK").await.unwrap();
+    admin.disconnect().await.unwrap();
+
+    assert!(h.store.refunds_for_order(&no).await.unwrap().is_empty());
+    assert!(
+        h.sim.refund("RF-KILLED-1").is_none(),
+        "WeChat Pay never asked"
+    );
+    let started = Instant::now();
+    let (status, body) = h.call_trusted(call).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the order row was not left locked"
+    );
+    let refunds = h.store.refunds_for_order(&no).await.unwrap();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].amount, 990);
+    assert_eq!(h.sim.refunds().len(), 1, "one refund at WeChat Pay");
 }

@@ -166,6 +166,15 @@ impl Harness {
         })
     }
 
+    /// The `DATABASE_URL` the functions were given.
+    pub fn database_url(&self) -> String {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == "DATABASE_URL")
+            .map(|(_, v)| v.clone())
+            .expect("DATABASE_URL is set")
+    }
+
     pub fn pay_url(&self) -> String {
         format!("{}/pay", self.env.router_url)
     }
