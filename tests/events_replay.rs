@@ -20,6 +20,8 @@ use wxpay_sim::{RefundOutcome, SignedNotification};
 
 /// The payer the fixtures act as (`{{OPENID}}`).
 const OPENID: &str = "oEvtReplayOwner000000000000001";
+/// The merchant's mini-program, as the fixtures' `userInfo.appId` names it.
+const APPID: &str = "wx8888888888888888";
 
 /// Invocation shapes, one directory each. HTTP shapes answer `{statusCode, headers, body}`;
 /// raw shapes answer the envelope itself.
@@ -331,7 +333,8 @@ impl World {
 
     async fn pending_order(&self) -> String {
         let data = self
-            .raw(json!({ "type": "wxpay_order", "packageType": "basic", "userInfo": { "openId": OPENID } }))
+            .raw(json!({ "type": "wxpay_order", "packageType": "basic",
+                         "userInfo": { "appId": APPID, "openId": OPENID } }))
             .await;
         data["outTradeNo"].as_str().expect("outTradeNo").to_string()
     }

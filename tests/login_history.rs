@@ -171,10 +171,15 @@ async fn tokens_that_are_expired_altered_or_foreign_are_refused(kind: StoreKind)
     assert_eq!(call_with_token(&h, &victim, query.clone()).await.0, 200);
     let raw = wxpay_shared::runtime::handle_raw_event(
         &h.app,
-        json!({ "type": "wxpay_order_list", "sessionToken": attacker, "userInfo": { "openId": "o_victim" } }),
+        json!({ "type": "wxpay_order_list", "sessionToken": attacker,
+                "userInfo": { "appId": h.sim.config().appid, "openId": "o_victim" } }),
     )
     .await;
     assert_eq!(raw["code"], 40300, "{raw}");
+    assert!(
+        raw["msg"].as_str().unwrap().contains("different users"),
+        "{raw}"
+    );
 }
 
 async fn wechat_login_errors_become_clear_answers(kind: StoreKind) {

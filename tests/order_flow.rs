@@ -381,7 +381,8 @@ async fn an_order_with_the_database_down_is_refused_before_wechat_pay_hears_of_i
     let app = wxpay_shared::state::App::with_store(config, dead, wxpay_shared::handlers::ALL_TYPES);
     let answer = wxpay_shared::runtime::handle_raw_event(
         &app,
-        json!({ "type": "wxpay_order", "packageType": "basic", "userInfo": { "openId": "o_db" } }),
+        json!({ "type": "wxpay_order", "packageType": "basic",
+                "userInfo": { "appId": h.sim.config().appid, "openId": "o_db" } }),
     )
     .await;
     assert_eq!(answer["code"], 50010, "{answer}");

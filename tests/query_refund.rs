@@ -176,7 +176,8 @@ async fn refunds_are_for_trusted_callers_and_never_exceed_what_was_paid(kind: St
     );
     let forged = wxpay_shared::runtime::handle_raw_event(
         &h.app,
-        json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 100, "userInfo": { "openId": "o_r" } }),
+        json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 100,
+                "userInfo": { "appId": h.sim.config().appid, "openId": "o_r" } }),
     )
     .await;
     assert_eq!(forged["code"], 40300);

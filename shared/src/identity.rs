@@ -83,14 +83,33 @@ pub fn header_openid(
     Ok(header(headers, PLATFORM_IDENTITY_HEADER).map(str::to_string))
 }
 
-/// The openid the platform put in a `callFunction` event's `userInfo`.
-pub fn user_info_openid(event: &Map<String, Value>) -> Option<String> {
-    event
-        .get("userInfo")
-        .and_then(|u| u.get("openId"))
+/// The openid the platform put in a `callFunction` event's `userInfo`, if it vouches for a
+/// user of this merchant's mini-program. An openid is only unique within one app, and one
+/// cloud environment can serve several mini-programs: a user of another app (another
+/// `userInfo.appId`, or none) is refused rather than taken for whoever has that openid here.
+pub fn user_info_openid(
+    config: &Config,
+    event: &Map<String, Value>,
+) -> Result<Option<String>, AppError> {
+    let Some(info) = event.get("userInfo") else {
+        return Ok(None);
+    };
+    let Some(openid) = info
+        .get("openId")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .map(str::to_string)
+    else {
+        return Ok(None);
+    };
+    match info.get("appId").and_then(Value::as_str) {
+        Some(app) if app == config.appid => Ok(Some(openid.to_string())),
+        Some(app) => Err(AppError::Forbidden(format!(
+            "this call comes from mini-program {app}, not from WECHAT_APPID's: its openid names nobody here"
+        ))),
+        None => Err(AppError::Forbidden(
+            "userInfo names no appId, so its openId cannot be placed: refused".into(),
+        )),
+    }
 }
 
 /// The last `X-Forwarded-For` entry: the address the nearest proxy received the request

@@ -205,7 +205,7 @@ pub async fn handle_raw_event(app: &App, event: Value) -> Value {
         }
         let presented = data.get("internalSecret").and_then(Value::as_str);
         let trusted = trust(&app.config, presented)?;
-        let platform = identity::user_info_openid(&data);
+        let platform = identity::user_info_openid(&app.config, &data)?;
         let session = identity::session_openid(app, identity::session_token_field(&data)?)?;
         let openid = identity::one_identity(platform, session)?;
         let call = build_call(data, openid, trusted, None)?;
