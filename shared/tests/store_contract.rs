@@ -1853,6 +1853,44 @@ async fn sqlite_file_persists_and_reopens() {
     }
 }
 
+/// A call waiting for SQLite's write lock (held here by another session, as a second local
+/// runner or an operator's shell would) holds up neither the store's other calls nor the
+/// runtime: reads go on through the file store's other connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_reads_go_on_while_a_write_waits() {
+    let db = TempSqlite::new();
+    let store = db.store.clone();
+    store
+        .insert_order(&new_order("wl-1", 100))
+        .await
+        .expect("insert");
+    let holder = rusqlite::Connection::open(&db.path).expect("second session");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.mark_paid(&paid("wl-1", 100, t0())).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        let o = store.get_order("wl-1").await.expect("get").expect("found");
+        assert_eq!(o.status, OrderStatus::Pending);
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(1),
+        "reads waited {waited:?} behind a write waiting for the lock"
+    );
+    assert!(!writer.is_finished(), "the write waits for the lock");
+    holder.execute_batch("ROLLBACK").expect("release");
+    match writer.await.expect("task").expect("mark_paid") {
+        PaidOutcome::Transitioned { .. } => {}
+        other => panic!("expected the write to go through once released, got {other:?}"),
+    }
+}
+
 /// Tables from an earlier release, before `paid_amount`, `refunded_amount`,
 /// `business_type`, `business_id` and the outbox lease existed.
 const LEGACY_ORDERS: &str = "CREATE TABLE orders (

@@ -41,8 +41,9 @@ impl OrderHistory for SqliteStore {
     async fn list_orders(&self, query: &OrderListQuery) -> Result<Vec<Order>, StoreError> {
         let (clause, params) = list_orders_clause(query);
         let sql = format!("SELECT {ORDER_COLS} FROM orders {clause}");
-        let params = params_from_iter(values(params)?);
-        all(&self.lock(), &sql, params, rows::order)
+        let params = values(params)?;
+        self.run(move |c| all(c, &sql, params_from_iter(params), rows::order))
+            .await
     }
 
     async fn order_stats(&self, query: &StatsQuery) -> Result<Vec<StatusTotals>, StoreError> {
@@ -51,7 +52,8 @@ impl OrderHistory for SqliteStore {
             "SELECT status, COUNT(*), COALESCE(SUM(amount), 0), COALESCE(SUM(refunded_amount), 0) \
              FROM orders {clause} GROUP BY status"
         );
-        let params = params_from_iter(values(params)?);
-        all(&self.lock(), &sql, params, totals)
+        let params = values(params)?;
+        self.run(move |c| all(c, &sql, params_from_iter(params), totals))
+            .await
     }
 }

@@ -1,21 +1,20 @@
 //! The embedded store for local runs and tests.
 //!
-//! One connection behind a `std::sync::Mutex`: SQLite serialises writers anyway, and a single
-//! connection makes every method one critical section, so the guarded updates below cannot
-//! interleave inside this process. Write transactions still use `BEGIN IMMEDIATE` because a
-//! file database may be shared with another process (a second local runner, an operator's
-//! `sqlite3` shell), and a deferred transaction would only take the write lock at its first
-//! write, after its reads could already be stale.
+//! A file database (`sqlite://PATH`) is used through a few connections in WAL mode (see
+//! [`pool`]), so concurrent calls interleave as they would on MySQL and the guarded
+//! updates below are what makes a state change happen once. Write transactions use
+//! `BEGIN IMMEDIATE`: a deferred transaction would take the write lock only at its first
+//! write, after its reads could already be stale, and could then fail without waiting
+//! (`SQLITE_BUSY` on a read transaction that cannot be upgraded). Other processes (a second
+//! local runner, an operator's `sqlite3` shell) take part in the same locking.
 //!
-//! The methods do their work synchronously inside the `async fn`: a statement on a local file
-//! takes microseconds, and the lock is never held across an `.await`.
+//! `sqlite::memory:` is a private database on one connection, so its calls take turns.
 //!
 //! Timestamps are TEXT `YYYY-MM-DD HH:MM:SS.fff` in UTC: fixed width, so string comparison
 //! (`next_try_at <= strftime(…, 'now')`, `ORDER BY created_at`) is chronological.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::Arc;
 
 use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, Params, Row, TransactionBehavior};
@@ -26,7 +25,6 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 use super::outbox_sql;
 use super::rows::{self, stored, Fields};
 use super::rules::{self, after_refund, existing_reservation, result_applies};
-use super::schema::{added_columns, Dialect, INDEXES, TABLES};
 use super::sql::{self, truncated_error};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
@@ -35,19 +33,18 @@ use super::{
 };
 
 mod history;
+mod pool;
 mod ports;
 mod reconcile;
+
+use pool::{create_schema, Pool};
 
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
 
-/// How long a statement waits for another process's write lock before giving up; never
-/// past the invocation's deadline (the wait blocks the thread, so nothing could cut it).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// The embedded SQLite store (`sqlite://PATH`, `sqlite::memory:`).
 pub struct SqliteStore {
-    conn: Mutex<Connection>,
+    pool: Arc<Pool>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -65,66 +62,26 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
-        let conn = Connection::open(path).map_err(map_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
-        // WAL lets readers (an operator's shell) proceed while a function writes.
-        let _mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(map_err)?;
-        Self::with_connection(conn)
+        Ok(SqliteStore {
+            pool: Pool::open_file(path)?,
+        })
     }
 
     /// A private database that lives as long as this store (tests, throwaway local runs).
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::with_connection(Connection::open_in_memory().map_err(map_err)?)
-    }
-
-    fn with_connection(conn: Connection) -> Result<Self, StoreError> {
-        create_schema(&conn)?;
         Ok(SqliteStore {
-            conn: Mutex::new(conn),
+            pool: Pool::open_in_memory()?,
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while the lock was held cannot leave a half-done transaction behind
-        // (rusqlite rolls back on drop), so the connection is still usable.
-        let conn = self
-            .conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Err(e) = conn.busy_timeout(crate::deadline::budget(BUSY_TIMEOUT)) {
-            tracing::warn!("SQLite busy timeout not set: {e}");
-        }
-        conn
+    /// Runs `work` on one of the store's connections (see [`pool`]).
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.pool.run(work).await
     }
-}
-
-fn create_schema(conn: &Connection) -> Result<(), StoreError> {
-    for table in TABLES {
-        conn.execute_batch(&table.create(Dialect::Sqlite))
-            .map_err(map_err)?;
-    }
-    for (table, column, ddl) in added_columns(Dialect::Sqlite) {
-        let exists: bool = conn
-            .query_row(
-                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
-                [column],
-                |r| r.get(0),
-            )
-            .map_err(map_err)?;
-        if !exists {
-            conn.execute_batch(&ddl).map_err(map_err)?;
-        }
-    }
-    // After the columns exist, so an index over an added column can be created.
-    for (table, index, cols) in INDEXES {
-        conn.execute_batch(&format!(
-            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({cols})"
-        ))
-        .map_err(map_err)?;
-    }
-    Ok(())
 }
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -269,23 +226,24 @@ fn claim(conn: &Connection, id: i64, lease_secs: i64) -> Result<Option<OutboxRow
 
 impl SqliteStore {
     /// A guarded status change (`sql` names the states it may come from).
-    fn set_order_status(
+    async fn set_order_status(
         &self,
-        sql: &str,
+        sql: &'static str,
         to: OrderStatus,
         out_trade_no: &str,
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let changed = exec(
-            &self.lock(),
-            sql,
-            params![to.as_str(), ts(now)?, out_trade_no],
-        )?;
+        let (now, no) = (ts(now)?, out_trade_no.to_owned());
+        let changed = self
+            .run(move |c| exec(c, sql, params![to.as_str(), now, no]))
+            .await?;
         Ok(changed == 1)
     }
 
-    fn mark_paid_sync(&self, paid: &PaidTransition) -> Result<PaidOutcome, StoreError> {
-        let mut conn = self.lock();
+    fn mark_paid_sync(
+        conn: &mut Connection,
+        paid: &PaidTransition,
+    ) -> Result<PaidOutcome, StoreError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -330,8 +288,10 @@ impl SqliteStore {
         })
     }
 
-    fn reserve_refund_sync(&self, refund: &NewRefund) -> Result<RefundReservation, StoreError> {
-        let mut conn = self.lock();
+    fn reserve_refund_sync(
+        conn: &mut Connection,
+        refund: &NewRefund,
+    ) -> Result<RefundReservation, StoreError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -361,10 +321,9 @@ impl SqliteStore {
     }
 
     fn revive_failed_refund_sync(
-        &self,
+        conn: &mut Connection,
         out_refund_no: &str,
     ) -> Result<RefundReservation, StoreError> {
-        let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
@@ -393,9 +352,11 @@ impl SqliteStore {
         }))
     }
 
-    fn finish_refund_sync(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
+    fn finish_refund_sync(
+        conn: &mut Connection,
+        result: &RefundResult,
+    ) -> Result<RefundOutcome, StoreError> {
         rules::require_final(result)?;
-        let mut conn = self.lock();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;

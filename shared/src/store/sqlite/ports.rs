@@ -1,5 +1,6 @@
-//! The store's ports over SQLite: each method one critical section on the connection, or
-//! one of the transactions in the parent module.
+//! The store's ports over SQLite: each method one statement on a pooled connection, or one
+//! of the transactions in the parent module. The work moves to a blocking thread, so it
+//! takes owned copies of its arguments.
 
 use async_trait::async_trait;
 
@@ -9,41 +10,43 @@ use super::*;
 impl Orders for SqliteStore {
     async fn insert_order(&self, order: &NewOrder) -> Result<(), StoreError> {
         let created = ts(order.created_at)?;
-        exec(
-            &self.lock(),
-            &sql::INSERT_ORDER,
-            params![
-                order.out_trade_no,
-                order.openid,
-                order.user_id,
-                order.generation_id,
-                order.package_type,
-                order.business_type,
-                order.business_id,
-                order.amount,
-                order.description,
-                order.trade_type,
-                created,
-                created,
-            ],
-        )?;
+        let order = order.clone();
+        self.run(move |c| {
+            exec(
+                c,
+                &sql::INSERT_ORDER,
+                params![
+                    order.out_trade_no,
+                    order.openid,
+                    order.user_id,
+                    order.generation_id,
+                    order.package_type,
+                    order.business_type,
+                    order.business_id,
+                    order.amount,
+                    order.description,
+                    order.trade_type,
+                    created,
+                    created,
+                ],
+            )
+        })
+        .await?;
         Ok(())
     }
 
     async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, StoreError> {
-        select_order(&self.lock(), out_trade_no)
+        let no = out_trade_no.to_owned();
+        self.run(move |c| select_order(c, &no)).await
     }
 
     async fn get_order_by_transaction_id(
         &self,
         transaction_id: &str,
     ) -> Result<Option<Order>, StoreError> {
-        one(
-            &self.lock(),
-            &sql::SELECT_ORDER_BY_TRANSACTION,
-            [transaction_id],
-            rows::order,
-        )
+        let id = transaction_id.to_owned();
+        self.run(move |c| one(c, &sql::SELECT_ORDER_BY_TRANSACTION, [id], rows::order))
+            .await
     }
 
     async fn mark_order_failed(
@@ -52,6 +55,7 @@ impl Orders for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         self.set_order_status(&sql::FAIL_ORDER, OrderStatus::Failed, out_trade_no, now)
+            .await
     }
 
     async fn mark_closed(
@@ -60,39 +64,49 @@ impl Orders for SqliteStore {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         self.set_order_status(&sql::CLOSE_ORDER, OrderStatus::Closed, out_trade_no, now)
+            .await
     }
 }
 
 #[async_trait]
 impl Logs for SqliteStore {
     async fn insert_log(&self, log: &PaymentLog, now: OffsetDateTime) -> Result<(), StoreError> {
-        write_log(&self.lock(), log, now)
+        let log = log.clone();
+        self.run(move |c| write_log(c, &log, now)).await
     }
 }
 
 #[async_trait]
 impl Transitions for SqliteStore {
     async fn mark_paid(&self, paid: &PaidTransition) -> Result<PaidOutcome, StoreError> {
-        self.mark_paid_sync(paid)
+        let paid = paid.clone();
+        self.run(move |c| Self::mark_paid_sync(c, &paid)).await
     }
 
     async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
-        self.finish_refund_sync(result)
+        let result = result.clone();
+        self.run(move |c| Self::finish_refund_sync(c, &result))
+            .await
     }
 }
 
 #[async_trait]
 impl Refunds for SqliteStore {
     async fn reserve_refund(&self, refund: &NewRefund) -> Result<RefundReservation, StoreError> {
-        self.reserve_refund_sync(refund)
+        let refund = refund.clone();
+        self.run(move |c| Self::reserve_refund_sync(c, &refund))
+            .await
     }
 
     async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, StoreError> {
-        select_refund(&self.lock(), out_refund_no)
+        let no = out_refund_no.to_owned();
+        self.run(move |c| select_refund(c, &no)).await
     }
 
     async fn set_refund_id(&self, out_refund_no: &str, refund_id: &str) -> Result<(), StoreError> {
-        exec(&self.lock(), sql::SET_REFUND_ID, [refund_id, out_refund_no])?;
+        let (id, no) = (refund_id.to_owned(), out_refund_no.to_owned());
+        self.run(move |c| exec(c, sql::SET_REFUND_ID, [id, no]))
+            .await?;
         Ok(())
     }
 
@@ -100,11 +114,14 @@ impl Refunds for SqliteStore {
         &self,
         out_refund_no: &str,
     ) -> Result<RefundReservation, StoreError> {
-        self.revive_failed_refund_sync(out_refund_no)
+        let no = out_refund_no.to_owned();
+        self.run(move |c| Self::revive_failed_refund_sync(c, &no))
+            .await
     }
 
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError> {
-        Ok(exec(&self.lock(), sql::FAIL_REFUND, [out_refund_no])? == 1)
+        let no = out_refund_no.to_owned();
+        Ok(self.run(move |c| exec(c, sql::FAIL_REFUND, [no])).await? == 1)
     }
 }
 
@@ -115,7 +132,7 @@ impl OutboxStore for SqliteStore {
         id: i64,
         lease_secs: i64,
     ) -> Result<Option<OutboxRow>, StoreError> {
-        claim(&self.lock(), id, lease_secs)
+        self.run(move |c| claim(c, id, lease_secs)).await
     }
 
     async fn claim_due_notifications(
@@ -124,28 +141,29 @@ impl OutboxStore for SqliteStore {
         limit: i64,
         force: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let conn = self.lock();
-        let ids = all(
-            &conn,
-            &outbox_sql::SQLITE.due_ids,
-            params![force, limit.max(0)],
-            |r| r.int(0),
-        )?;
-        let mut claimed = Vec::with_capacity(ids.len());
-        for id in ids.into_iter().flatten() {
-            if let Some(row) = claim(&conn, id, lease_secs)? {
-                claimed.push(row);
+        self.run(move |conn| {
+            let ids = all(
+                conn,
+                &outbox_sql::SQLITE.due_ids,
+                params![force, limit.max(0)],
+                |r| r.int(0),
+            )?;
+            let mut claimed = Vec::with_capacity(ids.len());
+            for id in ids.into_iter().flatten() {
+                if let Some(row) = claim(conn, id, lease_secs)? {
+                    claimed.push(row);
+                }
             }
-        }
-        Ok(claimed)
+            Ok(claimed)
+        })
+        .await
     }
 
     async fn mark_delivered(&self, row: &OutboxRow) -> Result<bool, StoreError> {
-        let changed = exec(
-            &self.lock(),
-            &outbox_sql::SQLITE.mark_delivered,
-            params![row.id, row.lease],
-        )?;
+        let (id, lease) = (row.id, row.lease.clone());
+        let changed = self
+            .run(move |c| exec(c, &outbox_sql::SQLITE.mark_delivered, params![id, lease]))
+            .await?;
         Ok(changed == 1)
     }
 
@@ -155,25 +173,25 @@ impl OutboxStore for SqliteStore {
         error: &str,
         retry_in_secs: i64,
     ) -> Result<bool, StoreError> {
-        let changed = exec(
-            &self.lock(),
-            &outbox_sql::SQLITE.mark_delivery_failed,
-            params![
-                truncated_error(error),
-                retry_in_secs.max(0),
-                row.id,
-                row.lease
-            ],
-        )?;
+        let (error, retry_in) = (truncated_error(error), retry_in_secs.max(0));
+        let (id, lease) = (row.id, row.lease.clone());
+        let changed = self
+            .run(move |c| {
+                exec(
+                    c,
+                    &outbox_sql::SQLITE.mark_delivery_failed,
+                    params![error, retry_in, id, lease],
+                )
+            })
+            .await?;
         Ok(changed == 1)
     }
 
     async fn release_unattempted(&self, row: &OutboxRow) -> Result<bool, StoreError> {
-        let changed = exec(
-            &self.lock(),
-            sql::RELEASE_UNATTEMPTED,
-            params![row.id, row.lease],
-        )?;
+        let (id, lease) = (row.id, row.lease.clone());
+        let changed = self
+            .run(move |c| exec(c, sql::RELEASE_UNATTEMPTED, params![id, lease]))
+            .await?;
         Ok(changed == 1)
     }
 }
@@ -182,41 +200,38 @@ impl OutboxStore for SqliteStore {
 #[async_trait]
 impl crate::store::Inspect for SqliteStore {
     async fn count_orders(&self) -> Result<i64, StoreError> {
-        self.lock()
-            .query_row(sql::COUNT_ORDERS, [], |r| r.get(0))
-            .map_err(map_err)
+        self.run(|c| {
+            c.query_row(sql::COUNT_ORDERS, [], |r| r.get(0))
+                .map_err(map_err)
+        })
+        .await
     }
 
     async fn outbox_for_order(&self, out_trade_no: &str) -> Result<Vec<OutboxRow>, StoreError> {
-        all(
-            &self.lock(),
-            &sql::OUTBOX_FOR_ORDER,
-            [out_trade_no],
-            rows::outbox,
-        )
+        let no = out_trade_no.to_owned();
+        self.run(move |c| all(c, &sql::OUTBOX_FOR_ORDER, [no], rows::outbox))
+            .await
     }
 
     async fn logs_for_order(&self, out_trade_no: &str) -> Result<Vec<PaymentLog>, StoreError> {
-        all(
-            &self.lock(),
-            &sql::LOGS_FOR_ORDER,
-            [out_trade_no],
-            rows::log,
-        )
+        let no = out_trade_no.to_owned();
+        self.run(move |c| all(c, &sql::LOGS_FOR_ORDER, [no], rows::log))
+            .await
     }
 
     async fn refunds_for_order(&self, out_trade_no: &str) -> Result<Vec<Refund>, StoreError> {
-        all(
-            &self.lock(),
-            &sql::REFUNDS_FOR_ORDER,
-            [out_trade_no],
-            rows::refund,
-        )
+        let no = out_trade_no.to_owned();
+        self.run(move |c| all(c, &sql::REFUNDS_FOR_ORDER, [no], rows::refund))
+            .await
     }
 
     async fn rewind_outbox(&self, out_trade_no: &str, secs: i64) -> Result<(), StoreError> {
-        let sql = outbox_sql::rewind(Dialect::Sqlite);
-        exec(&self.lock(), &sql, params![secs, secs, secs, out_trade_no])?;
+        let (sql, no) = (
+            outbox_sql::rewind(crate::store::schema::Dialect::Sqlite),
+            out_trade_no.to_owned(),
+        );
+        self.run(move |c| exec(c, &sql, params![secs, secs, secs, no]))
+            .await?;
         Ok(())
     }
 }
@@ -224,14 +239,13 @@ impl crate::store::Inspect for SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<(), StoreError> {
-        create_schema(&self.lock())
+        self.run(|c| create_schema(c)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         let _one: i64 = self
-            .lock()
-            .query_row("SELECT 1", [], |r| r.get(0))
-            .map_err(map_err)?;
+            .run(|c| c.query_row("SELECT 1", [], |r| r.get(0)).map_err(map_err))
+            .await?;
         Ok(())
     }
 }
