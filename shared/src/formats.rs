@@ -8,10 +8,10 @@
 //! mismatch, and never reaches the store.
 //!
 //! The limits are those of the APIv3 references: 支付成功回调通知 / 查询订单
-//! (`transaction_id` string[1,32], `out_trade_no` string[6,32], `mchid` string[1,32],
-//! `appid` string[1,32], `trade_state` string[1,32] of an enumeration, `payer.openid`
-//! string[1,128], `success_time` string[1,64] RFC 3339, `amount.total` int) and
-//! 退款结果通知 / 查询单笔退款 (`refund_id` string[1,32], `out_refund_no` string[1,64],
+//! (`transaction_id string[1,32]`, `out_trade_no string[6,32]`, `mchid string[1,32]`,
+//! `appid string[1,32]`, `trade_state string[1,32]` of an enumeration, `payer.openid
+//! string[1,128]`, `success_time string[1,64]` RFC 3339, `amount.total int`) and
+//! 退款结果通知 / 查询单笔退款 (`refund_id string[1,32]`, `out_refund_no string[1,64]`,
 //! `refund_status` / `status` of an enumeration, `amount.refund` and `amount.total` int,
 //! `refund` never above `total`).
 

@@ -4,7 +4,7 @@
 //! settlement does), [`Refunds`], [`OutboxStore`] and [`ReconciliationStore`]. [`Store`] is all of them plus the
 //! schema; whether it is MySQL (production) or the embedded SQLite (local runs) is decided
 //! once, from `DATABASE_URL`, by [`open`]. The decisions both dialects make are in
-//! [`rules`], the tables and columns in [`schema`]; the dialect files hold only SQL and
+//! [`rules`], the tables and columns in `schema`; the dialect files hold only SQL and
 //! connection handling.
 //!
 //! Every state change is a guarded update (`... WHERE status IN (...)` or equivalent) inside
