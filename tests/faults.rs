@@ -129,14 +129,16 @@ async fn a_hung_slow_or_failing_backend_delays_only_its_delivery(kind: StoreKind
 }
 
 /// Kills the function's connection (`KILL`, from the test's own session `admin`) once it
-/// is seen waiting in a statement that starts with `statement`. Within the 2 s the function
-/// waits for a lock.
+/// is seen waiting in a statement that starts with `statement`. Only connections to this
+/// test's own database are candidates: the server is shared with other tests (and other
+/// test runs), whose statements of the same text must not be killed instead.
 async fn kill_when_waiting(admin: &mut mysql_async::Conn, statement: &str) {
     for _ in 0..60 {
         let victim: Option<u64> = admin
             .exec_first(
                 "SELECT ID FROM information_schema.PROCESSLIST \
-                 WHERE ID <> CONNECTION_ID() AND INFO LIKE CONCAT(?, '%')",
+                 WHERE ID <> CONNECTION_ID() AND DB = DATABASE() \
+                   AND INFO LIKE CONCAT(?, '%')",
                 (statement,),
             )
             .await
@@ -170,6 +172,7 @@ async fn a_connection_killed_inside_mark_paid_loses_nothing() {
         .await
         .unwrap();
 
+    let started = Instant::now();
     let pay = {
         let (sim, no) = (h.sim.clone(), no.clone());
         tokio::spawn(async move { sim.pay(&no).await })
@@ -177,6 +180,11 @@ async fn a_connection_killed_inside_mark_paid_loses_nothing() {
     kill_when_waiting(&mut admin, "INSERT INTO notify_outbox").await;
     let outcome = pay.await.unwrap().expect("answered");
     assert!(outcome.status >= 500, "WeChat Pay must retry: {outcome:?}");
+    // Before the server's own statement limit (4 s) could have ended the wait instead.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "answered because of the kill, not a timeout"
+    );
     admin.query_drop("UNLOCK TABLES").await.unwrap();
     admin.disconnect().await.unwrap();
 
@@ -225,11 +233,17 @@ async fn a_connection_killed_inside_reserve_refund_loses_nothing() {
 
     let call = json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 990,
                        "outRefundNo": "RF-KILLED-1" });
+    let started = Instant::now();
     let ((status, body), ()) = tokio::join!(
         h.call_trusted(call.clone()),
         kill_when_waiting(&mut admin, "INSERT INTO refunds")
     );
     assert_eq!((status, &body["code"]), (500, &json!(50010)), "{body}");
+    // The lock wait alone would also end in 50010, after innodb_lock_wait_timeout (2 s).
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "answered because of the kill, not the lock wait timeout"
+    );
     admin.query_drop("ROLLBACK").await.unwrap();
     admin.disconnect().await.unwrap();
 
