@@ -187,7 +187,10 @@ async fn bad_input_is_refused_before_anything_is_written_or_sent(kind: StoreKind
     let Some(h) = Harness::start(kind).await else {
         return;
     };
-    let user = [("X-WX-OPENID", "o_user")];
+    let user = [
+        ("X-WX-OPENID", "o_user"),
+        ("X-WX-APPID", wxpay_sim::DEFAULT_APPID),
+    ];
     // (what, headers, body, expected status, what the message must mention)
     let cases: Vec<(&str, Headers, String, u16, &str)> = vec![
         ("malformed JSON", user.to_vec(), "{\"type\":".into(), 400, "not valid JSON"),

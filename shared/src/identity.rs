@@ -24,6 +24,29 @@ use crate::util::{is_valid_openid, now_utc, secret_eq};
 
 /// The headers a gateway sets for the mini-program user; a client can write them too.
 const PLATFORM_IDENTITY_HEADER: &str = "x-wx-openid";
+/// The app the gateway's openid belongs to.
+const PLATFORM_APP_HEADER: &str = "x-wx-appid";
+/// Set by the gateway when another app shares this environment's resources (资源复用): the
+/// caller is that app's user.
+const PLATFORM_FROM_APP_HEADER: &str = "x-wx-from-appid";
+
+/// An openid is unique only within one app, and one cloud environment can serve several
+/// apps (mini-programs, official accounts, resource sharing): an identity is believed only
+/// when the platform says it belongs to `WECHAT_APPID`'s app.
+fn own_app(config: &Config, app: Option<&str>, what: &str) -> Result<(), AppError> {
+    match app {
+        Some(app) if app == config.appid => Ok(()),
+        Some(app) => {
+            let shown: String = app.chars().take(40).collect();
+            Err(AppError::Forbidden(format!(
+                "{what} is {shown:?}, not WECHAT_APPID: an openid of another app names nobody here"
+            )))
+        }
+        None => Err(AppError::Forbidden(format!(
+            "{what} is missing, so the openid cannot be placed in any app: refused"
+        ))),
+    }
+}
 
 /// Where an HTTP request came from, which decides whether identity headers may be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +103,10 @@ pub fn header_openid(
             config.event_shape.as_str()
         )));
     }
+    own_app(config, header(headers, PLATFORM_APP_HEADER), "X-WX-APPID")?;
+    if let Some(from) = header(headers, PLATFORM_FROM_APP_HEADER) {
+        own_app(config, Some(from), "X-WX-FROM-APPID")?;
+    }
     Ok(header(headers, PLATFORM_IDENTITY_HEADER).map(str::to_string))
 }
 
@@ -94,22 +121,16 @@ pub fn user_info_openid(
     let Some(info) = event.get("userInfo") else {
         return Ok(None);
     };
-    let Some(openid) = info
+    let app = info.get("appId");
+    let openid = info
         .get("openId")
         .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-    else {
+        .filter(|s| !s.is_empty());
+    if openid.is_none() && app.is_none() {
         return Ok(None);
-    };
-    match info.get("appId").and_then(Value::as_str) {
-        Some(app) if app == config.appid => Ok(Some(openid.to_string())),
-        Some(app) => Err(AppError::Forbidden(format!(
-            "this call comes from mini-program {app}, not from WECHAT_APPID's: its openid names nobody here"
-        ))),
-        None => Err(AppError::Forbidden(
-            "userInfo names no appId, so its openId cannot be placed: refused".into(),
-        )),
     }
+    own_app(config, app.and_then(Value::as_str), "userInfo.appId")?;
+    Ok(openid.map(str::to_string))
 }
 
 /// The last `X-Forwarded-For` entry: the address the nearest proxy received the request

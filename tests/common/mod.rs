@@ -210,9 +210,12 @@ impl Harness {
         self.call_with(&[], body).await
     }
 
-    /// A mini-program user, identified the way CloudBase does it (`X-WX-OPENID`).
+    /// A mini-program user, identified the way CloudBase does it (`X-WX-OPENID`, and the
+    /// app it belongs to in `X-WX-APPID`).
     pub async fn call_as(&self, openid: &str, body: Value) -> (u16, Value) {
-        self.call_with(&[("X-WX-OPENID", openid)], body).await
+        let app = self.sim.config().appid.clone();
+        self.call_with(&[("X-WX-OPENID", openid), ("X-WX-APPID", &app)], body)
+            .await
     }
 
     /// A trusted server caller.

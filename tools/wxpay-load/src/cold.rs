@@ -23,9 +23,15 @@ pub fn healthz_request(addr: SocketAddr) -> Vec<u8> {
     format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
+/// `openid`: a mini-program user of the simulator's default app, as a gateway names them.
 pub fn order_request(addr: SocketAddr, body: &str, openid: Option<&str>) -> Vec<u8> {
     let openid = openid
-        .map(|o| format!("X-WX-OPENID: {o}\r\n"))
+        .map(|o| {
+            format!(
+                "X-WX-OPENID: {o}\r\nX-WX-APPID: {}\r\n",
+                wxpay_sim::DEFAULT_APPID
+            )
+        })
         .unwrap_or_default();
     format!(
         "POST /pay HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{openid}Content-Length: {}\r\n\r\n{body}",

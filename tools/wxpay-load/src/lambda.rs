@@ -79,7 +79,8 @@ fn cases(dirs: &[PathBuf]) -> Vec<Case> {
 
 /// A mini-program's JSAPI order through API Gateway (payload 2.0), as `template.yaml` wires it.
 fn order_event() -> Bytes {
-    let headers = json!({ "content-type": "application/json", "x-wx-openid": OPENID });
+    let headers = json!({ "content-type": "application/json", "x-wx-openid": OPENID,
+                          "x-wx-appid": wxpay_sim::DEFAULT_APPID });
     let body = r#"{"type":"wxpay_order","packageType":"basic","tradeType":"JSAPI"}"#;
     Bytes::from(http_v2_event("POST", "/pay", headers, Some(body.into())).to_string())
 }

@@ -304,7 +304,9 @@ async fn create_order(
         .header("Content-Type", "application/json")
         .body(order_body_for(jsapi));
     if jsapi {
-        req = req.header("X-WX-OPENID", format!("o_bench_user_{i}"));
+        req = req
+            .header("X-WX-OPENID", format!("o_bench_user_{i}"))
+            .header("X-WX-APPID", wxpay_sim::DEFAULT_APPID);
     }
     let resp = req.send().await.map_err(|e| format!("order: {e}"))?;
     let status = resp.status().as_u16();

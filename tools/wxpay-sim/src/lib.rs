@@ -67,11 +67,14 @@ pub struct SimConfig {
     pub refund_frequency_window: Duration,
 }
 
+/// The merchant's app (mini-program) in a default configuration.
+pub const DEFAULT_APPID: &str = "wx8888888888888888";
+
 impl SimConfig {
-    /// appid `wx8888888888888888`, mchid `1900000001`, a random APIv3 key, certificates.
+    /// appid [`DEFAULT_APPID`], mchid `1900000001`, a random APIv3 key, certificates.
     pub fn for_merchant(keys: &keys::MerchantKeys) -> SimConfig {
         SimConfig {
-            appid: "wx8888888888888888".to_string(),
+            appid: DEFAULT_APPID.to_string(),
             mchid: "1900000001".to_string(),
             apiv3_key: crypto::random_alnum(32),
             merchant_serial_no: keys.serial_no.clone(),
