@@ -209,8 +209,9 @@ async fn payment_logs(h: &Harness, no: &str) -> usize {
 
 /// The function's connection is killed in the middle of `reserve_refund`: it holds the
 /// order row and waits to insert the refund (the test's own open transaction holds the
-/// refund number). The call is answered 500 `50010` (retry), no amount stays reserved, WeChat Pay was never
-/// asked, the order row is not left locked, and the caller's retry with the same
+/// refund number). What the function decides here is the answer (500 `50010`: retry) and
+/// that nothing reached WeChat Pay before the reservation was durable; the server's
+/// rollback frees the row and the reservation, and the caller's retry with the same
 /// `outRefundNo` refunds once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_killed_inside_reserve_refund_loses_nothing() {

@@ -31,6 +31,13 @@ pub(super) struct OutboxSql {
     pub mark_delivery_failed: String,
 }
 
+/// A lease or retry delay as bound: never negative, and at most a day, so that no dialect
+/// meets a time out of its range (SQLite's date functions answer NULL there, and a NULL
+/// `locked_until` would read as "not leased").
+pub(super) fn secs(n: i64) -> i64 {
+    n.clamp(0, 86_400)
+}
+
 /// The database's `now` and `now + ? seconds`, in the form each stores times (SQLite keeps
 /// fixed-width UTC text, so the string comparisons below stay chronological).
 fn clock(dialect: Dialect) -> (&'static str, &'static str) {

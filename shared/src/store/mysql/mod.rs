@@ -277,7 +277,7 @@ impl MySqlStore {
         let lease = rules::new_lease_token();
         q.exec_drop(
             &outbox_sql::MYSQL.claim,
-            params![lease_secs.max(0), lease, id],
+            params![outbox_sql::secs(lease_secs), lease, id],
         )
         .await?;
         if q.affected_rows() != 1 {

@@ -196,7 +196,7 @@ impl OutboxStore for MySqlStore {
                 &outbox_sql::MYSQL.mark_delivery_failed,
                 params![
                     truncated_error(error),
-                    retry_in_secs.max(0),
+                    outbox_sql::secs(retry_in_secs),
                     row.id,
                     &row.lease
                 ],

@@ -70,7 +70,7 @@ pub(super) async fn mark_paid_in(
             &paid.out_trade_no,
             &paid.business_type,
             &paid.outbox_payload,
-            paid.lease_secs.max(0),
+            outbox_sql::secs(paid.lease_secs),
             &lease,
             now,
         ],

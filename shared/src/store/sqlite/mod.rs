@@ -217,7 +217,12 @@ fn insert_refund(conn: &Connection, r: &Refund) -> Result<(), StoreError> {
 fn claim(conn: &Connection, id: i64, lease_secs: i64) -> Result<Option<OutboxRow>, StoreError> {
     let lease = rules::new_lease_token();
     let claim = &outbox_sql::SQLITE.claim;
-    if exec(conn, claim, params![lease_secs.max(0), lease, id])? == 1 {
+    if exec(
+        conn,
+        claim,
+        params![outbox_sql::secs(lease_secs), lease, id],
+    )? == 1
+    {
         one(conn, &sql::SELECT_OUTBOX, [id], rows::outbox)
     } else {
         Ok(None)
@@ -276,7 +281,7 @@ impl SqliteStore {
                 paid.out_trade_no,
                 paid.business_type,
                 paid.outbox_payload,
-                paid.lease_secs.max(0),
+                outbox_sql::secs(paid.lease_secs),
                 lease,
                 now,
             ],

@@ -47,9 +47,17 @@ impl Pool {
             conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
             if conns.is_empty() {
                 // Kept in the file: every later connection (and process) finds it in WAL.
-                let _mode: String = conn
+                let mode: String = conn
                     .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
                     .map_err(map_err)?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    // Still correct (BEGIN IMMEDIATE serialises writers), but readers now
+                    // wait behind every write.
+                    tracing::warn!(
+                        "SQLite kept journal_mode={mode} for {}: WAL is not available on this filesystem",
+                        path.display()
+                    );
+                }
                 create_schema(&conn)?;
             }
             conns.push(conn);

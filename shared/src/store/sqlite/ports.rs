@@ -141,19 +141,25 @@ impl OutboxStore for SqliteStore {
         limit: i64,
         force: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
+        // One write transaction for the batch: one wait for the write lock (bounded by the
+        // busy timeout) instead of one per row, and either every claim lands or none does.
         self.run(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(map_err)?;
             let ids = all(
-                conn,
+                &tx,
                 &outbox_sql::SQLITE.due_ids,
                 params![force, limit.max(0)],
                 |r| r.int(0),
             )?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids.into_iter().flatten() {
-                if let Some(row) = claim(conn, id, lease_secs)? {
+                if let Some(row) = claim(&tx, id, lease_secs)? {
                     claimed.push(row);
                 }
             }
+            tx.commit().map_err(map_err)?;
             Ok(claimed)
         })
         .await
@@ -173,7 +179,7 @@ impl OutboxStore for SqliteStore {
         error: &str,
         retry_in_secs: i64,
     ) -> Result<bool, StoreError> {
-        let (error, retry_in) = (truncated_error(error), retry_in_secs.max(0));
+        let (error, retry_in) = (truncated_error(error), outbox_sql::secs(retry_in_secs));
         let (id, lease) = (row.id, row.lease.clone());
         let changed = self
             .run(move |c| {
