@@ -525,7 +525,10 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
 pub fn run(routes: &'static Routes) -> ExitCode {
-    crate::logging::init();
+    if let Err(e) = crate::logging::init() {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {
