@@ -21,6 +21,7 @@ use crate::handlers::{
     handle_call, handle_notification, notifications_not_served, Call, Caller, Routes,
 };
 use crate::identity::{self, build_call, header, trust, Transport};
+use crate::invocation::{self, Invocation};
 use crate::notify::NotifyAnswer;
 use crate::state::App;
 
@@ -58,9 +59,13 @@ impl HttpResponse {
 /// `{"code":0,"msg":"ok","data":…}` or `{"code":N,"msg":…}`, with its HTTP status.
 pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
     match result {
-        Ok(data) => (200, json!({ "code": 0, "msg": "ok", "data": data })),
+        Ok(data) => {
+            invocation::record_outcome("ok", 200, Some(0));
+            (200, json!({ "code": 0, "msg": "ok", "data": data }))
+        }
         Err(e) => {
             let (status, code) = e.status_and_code();
+            invocation::record_outcome(e.kind(), status, Some(code));
             if status >= 500 {
                 tracing::error!(code, "request failed: {e}");
             } else {
@@ -72,6 +77,8 @@ pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
 }
 
 fn notify_response(answer: NotifyAnswer) -> HttpResponse {
+    let outcome = if answer.status < 300 { "ok" } else { "fail" };
+    invocation::record_outcome(outcome, answer.status, None);
     match answer.message {
         None => HttpResponse {
             status: answer.status,
@@ -128,6 +135,10 @@ async fn before_deadline<T>(
     .await
 }
 
+fn is_health_check(method: &Method, path: &str) -> bool {
+    method == Method::GET && path.trim_end_matches('/').ends_with("/healthz")
+}
+
 /// The HTTP shapes: local HTTP, Lambda HTTP events and the SCF web function.
 pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
     before_deadline(app, None, handle_http_now(app, req), || {
@@ -138,7 +149,9 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
 }
 
 async fn handle_http_now(app: &App, req: HttpRequest) -> HttpResponse {
-    if req.method == Method::GET && req.path.trim_end_matches('/').ends_with("/healthz") {
+    if is_health_check(&req.method, &req.path) {
+        invocation::record_type(invocation::HEALTH_CHECK);
+        invocation::record_outcome("ok", 200, None);
         return HttpResponse::json(200, &json!({ "status": "ok" }));
     }
     // A notification is recognised by its signature header; the body must then carry a
@@ -470,6 +483,42 @@ async fn read_body(headers: &HeaderMap, body: hyper::body::Incoming) -> Result<B
     }
 }
 
+/// One local HTTP request, read and answered inside its invocation's span.
+async fn answer_local(
+    app: &App,
+    peer: SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let invocation = Invocation::from_headers(&parts.headers)
+        .quiet(is_health_check(&parts.method, parts.uri.path()));
+    let answer = async {
+        match read_body(&parts.headers, body).await {
+            Ok(body) => {
+                let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
+                let req = HttpRequest {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    headers: parts.headers,
+                    body,
+                    source_ip: Some(source_ip),
+                    transport: Transport::Listener,
+                };
+                handle_http(app, req).await
+            }
+            Err(e) if parts.headers.contains_key("wechatpay-signature") => {
+                let (status, _) = e.status_and_code();
+                notify_response(NotifyAnswer::fail(status, e.public_message()))
+            }
+            Err(e) => {
+                let (s, b) = envelope(Err(e));
+                HttpResponse::json(s, &b)
+            }
+        }
+    };
+    invocation.run(answer).await
+}
+
 /// Serves local HTTP on an already-bound listener until the process ends.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     use http_body_util::Full;
@@ -483,29 +532,7 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let app = app.clone();
                 async move {
-                    let (parts, body) = req.into_parts();
-                    let resp = match read_body(&parts.headers, body).await {
-                        Ok(body) => {
-                            let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
-                            let req = HttpRequest {
-                                method: parts.method,
-                                path: parts.uri.path().to_string(),
-                                headers: parts.headers,
-                                body,
-                                source_ip: Some(source_ip),
-                                transport: Transport::Listener,
-                            };
-                            handle_http(&app, req).await
-                        }
-                        Err(e) if parts.headers.contains_key("wechatpay-signature") => {
-                            let (status, _) = e.status_and_code();
-                            notify_response(NotifyAnswer::fail(status, e.public_message()))
-                        }
-                        Err(e) => {
-                            let (s, b) = envelope(Err(e));
-                            HttpResponse::json(s, &b)
-                        }
-                    };
+                    let resp = answer_local(&app, peer, req).await;
                     let mut builder = hyper::Response::builder().status(resp.status);
                     if resp.body.is_some() {
                         builder = builder.header("content-type", "application/json; charset=utf-8");
@@ -566,8 +593,8 @@ fn run_lambda(app: Arc<App>) -> ExitCode {
             let app = app.clone();
             async move {
                 let deadline = lambda_deadline(event.context.deadline);
-                let answer =
-                    deadline::scope(deadline, handle_lambda_event(&app, event.payload)).await;
+                let work = deadline::scope(deadline, handle_lambda_event(&app, event.payload));
+                let answer = Invocation::start(&event.context.request_id).run(work).await;
                 Ok::<Value, lambda_runtime::Error>(answer)
             }
         },

@@ -184,6 +184,7 @@ pub async fn by_transaction_id(app: &App, call: &Call) -> Result<Value, AppError
         .out_trade_no
         .clone()
         .ok_or_else(|| AppError::Internal("WeChat Pay answer has no out_trade_no".into()))?;
+    crate::invocation::record_out_trade_no(&out_trade_no);
     let order = app.store.get_order(&out_trade_no).await?;
     let synced = match &order {
         Some(order) => sync(app, order, &tx).await?,

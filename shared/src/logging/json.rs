@@ -172,8 +172,13 @@ mod tests {
         assert_eq!(first["request_id"], "r-1");
         assert_eq!(first["type"], "wxpay_notify_retry");
         assert_eq!(first["outTradeNo"], "WX_OUTER");
-        assert_eq!((first["n"].as_i64(), first["ok"].as_bool()), (Some(3), Some(true)));
-        assert!(first["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+        assert_eq!(
+            (first["n"].as_i64(), first["ok"].as_bool()),
+            (Some(3), Some(true))
+        );
+        assert!(first["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
         let second = &lines[1];
         assert_eq!(second["outTradeNo"], "WX_INNER");
         assert_eq!(second["request_id"], "r-1");
