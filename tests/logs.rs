@@ -168,7 +168,8 @@ async fn a_notification_ends_with_one_summary_line() {
     let no = h.create_paid_order("o_logs_notify", "basic").await;
 
     let order = summary("wxpay_order", &no);
-    let paid = summary("wxpay_order_callback", &no);
+    let paid = summary("notification", &no);
+    assert_eq!(paid["event_type"], "TRANSACTION.SUCCESS", "{paid}");
     assert_eq!(paid["outcome"], "ok", "{paid}");
     assert_eq!(paid["status"], 204, "{paid}");
     assert_ne!(
@@ -185,12 +186,12 @@ async fn a_failed_delivery_names_the_invocation_and_the_order() {
         .set_delivery_fault(Some(DeliveryFault::Status(500)));
     let no = h.create_paid_order("o_logs_backend", "basic").await;
 
-    let paid = summary("wxpay_order_callback", &no);
+    let paid = summary("notification", &no);
     let failed = events("backend delivery failed", &no);
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["level"], "WARN");
     assert_eq!(failed[0]["request_id"], paid["request_id"]);
-    assert_eq!(failed[0]["type"], "wxpay_order_callback");
+    assert_eq!(failed[0]["type"], "notification");
 
     // The retry sweep fails too: its line names the order it was delivering.
     let (status, body) = h

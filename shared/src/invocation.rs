@@ -5,12 +5,14 @@
 //!
 //! The edges ([`crate::runtime`]) open the span; whoever learns a field records it on the
 //! current span with the `record_*` functions here, which do nothing outside an invocation.
+//! Each field is recorded once on any path: the text layout appends a field recorded
+//! again instead of replacing it.
 
 use std::future::Future;
 use std::time::Instant;
 
 use http::HeaderMap;
-use tracing::field::Empty;
+use tracing::field::{display, Empty};
 use tracing::{Instrument, Level, Span};
 
 use crate::util::{is_valid_reference, random_alnum};
@@ -39,8 +41,9 @@ impl Invocation {
         let span = tracing::span!(
             Level::ERROR,
             "invocation",
-            request_id,
+            request_id = %request_id,
             "type" = Empty,
+            event_type = Empty,
             outTradeNo = Empty,
             outcome = Empty,
             code = Empty,
@@ -105,14 +108,26 @@ pub fn record_type(ty: &str) {
         .chain([NOTIFICATION, HEALTH_CHECK])
         .find(|t| *t == ty)
         .unwrap_or("unknown");
-    Span::current().record("type", known);
+    Span::current().record("type", display(known));
 }
 
 /// Records the order the invocation is about, if `out_trade_no` is a valid merchant
 /// reference (anything else came from a caller and is not ours to index).
 pub fn record_out_trade_no(out_trade_no: &str) {
     if is_valid_reference(out_trade_no) {
-        Span::current().record("outTradeNo", out_trade_no);
+        Span::current().record("outTradeNo", display(out_trade_no));
+    }
+}
+
+/// Records a verified notification's `event_type` (`TRANSACTION.SUCCESS`, `REFUND.ABNORMAL`,
+/// …), if it looks like one.
+pub fn record_event_type(event_type: &str) {
+    let plausible = (1..=64).contains(&event_type.len())
+        && event_type
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'_');
+    if plausible {
+        Span::current().record("event_type", display(event_type));
     }
 }
 
@@ -122,7 +137,7 @@ pub fn record_out_trade_no(out_trade_no: &str) {
 /// [`AppError`]: crate::error::AppError
 pub fn record_outcome(outcome: &str, status: u16, code: Option<i32>) {
     let span = Span::current();
-    span.record("outcome", outcome);
+    span.record("outcome", display(outcome));
     span.record("status", status);
     if let Some(code) = code {
         span.record("code", code);
@@ -137,13 +152,95 @@ pub fn delivery_span(id: i64, out_trade_no: &str) -> Span {
         Level::ERROR,
         "delivery",
         delivery = id,
-        outTradeNo = out_trade_no
+        outTradeNo = %out_trade_no
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What an invocation that refunds `WX…` by a retried WeChat Pay call writes.
+    fn invocation_log(json: bool) -> String {
+        let out = Captured::default();
+        let sink = out.clone();
+        let work = async {
+            record_type(crate::handlers::REFUND);
+            record_out_trade_no("WX20261202000000abc");
+            tracing::warn!("WeChat Pay HTTP 500; retrying once");
+            record_outcome("ok", 200, Some(0));
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let level = tracing::Level::INFO;
+        if json {
+            let subscriber = crate::logging::json_subscriber(level, move || sink.clone());
+            tracing::subscriber::with_default(subscriber.finish(), || {
+                rt.block_on(Invocation::start("req-1").run(work))
+            });
+        } else {
+            let subscriber = crate::logging::subscriber(level, move || sink.clone());
+            tracing::subscriber::with_default(subscriber.finish(), || {
+                rt.block_on(Invocation::start("req-1").run(work))
+            });
+        }
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn the_text_layout_names_the_invocation_on_every_line() {
+        let log = invocation_log(false);
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        let fields = "invocation{request_id=req-1 type=wxpay_refund outTradeNo=WX20261202000000abc";
+        assert!(lines[0].contains(fields), "{log}");
+        assert!(
+            lines[0].ends_with("WeChat Pay HTTP 500; retrying once"),
+            "{log}"
+        );
+        assert!(lines[1].contains("outcome=ok status=200 code=0}"), "{log}");
+        assert!(
+            lines[1].contains("invocation finished elapsed_ms="),
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn the_json_layout_ends_with_a_summary_of_the_invocation() {
+        let log = invocation_log(true);
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        assert_eq!(lines[0]["outTradeNo"], "WX20261202000000abc");
+        assert_eq!(lines[0]["level"], "WARN");
+        let summary = &lines[1];
+        assert_eq!(summary["request_id"], "req-1");
+        assert_eq!(summary["type"], "wxpay_refund");
+        assert_eq!(summary["outTradeNo"], "WX20261202000000abc");
+        assert_eq!(
+            (summary["outcome"].as_str(), summary["code"].as_i64()),
+            (Some("ok"), Some(0))
+        );
+        assert!(summary["elapsed_ms"].is_u64(), "{summary}");
+    }
 
     #[test]
     fn a_request_id_comes_from_the_platform_or_is_made_up() {

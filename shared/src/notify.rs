@@ -84,8 +84,8 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     let courier = app.courier();
     let settlement = app.settlement(&courier);
     let event_type = notification.event_type.clone();
+    invocation::record_event_type(&event_type);
     let answer = if event_type.starts_with("TRANSACTION.") {
-        invocation::record_type(crate::handlers::ORDER_CALLBACK);
         match decrypt::<Transaction>(app, &notification) {
             Ok(tx) => match tx.check_format() {
                 Err(e) => {
@@ -103,7 +103,6 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
             Err(a) => a,
         }
     } else if event_type.starts_with("REFUND.") {
-        invocation::record_type(crate::handlers::REFUND_CALLBACK);
         match decrypt::<RefundInfo>(app, &notification) {
             Ok(info) => match info.check_notification_format() {
                 Err(e) => {
@@ -245,7 +244,12 @@ fn refund_answer(
 ) -> NotifyAnswer {
     match settled {
         Ok(Some(changed)) => {
-            tracing::info!(out_refund_no = ?info.out_refund_no, event_type, changed, "refund notification recorded");
+            tracing::info!(
+                out_refund_no = info.out_refund_no.as_deref().unwrap_or_default(),
+                event_type,
+                changed,
+                "refund notification recorded"
+            );
             NotifyAnswer::handled()
         }
         Ok(None) => NotifyAnswer::fail(400, "refund notification carries no final refund_status"),

@@ -204,9 +204,6 @@ impl Call {
 /// Routes a call to its handler. The type must be one this binary serves.
 pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
     crate::invocation::record_type(&call.ty);
-    if let Some(no) = call.data.get("outTradeNo").and_then(Value::as_str) {
-        crate::invocation::record_out_trade_no(no);
-    }
     let Some(handler) = app.routes.handler(&call.ty) else {
         let served: Vec<&str> = app.routes.types().collect();
         return Err(AppError::UnknownType(format!(

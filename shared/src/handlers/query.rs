@@ -57,6 +57,7 @@ async fn owned_order(app: &App, call: &Call, out_trade_no: &str) -> Result<Order
             "field `outTradeNo` must be 6–32 characters of letters, digits, `_` or `-`",
         ));
     }
+    crate::invocation::record_out_trade_no(out_trade_no);
     if !call.caller.trusted && call.caller.openid.is_none() {
         return Err(AppError::Unauthenticated(
             "querying an order needs the payer's openid (mini-program) or the internal secret"
