@@ -1,7 +1,7 @@
 //! One span per invocation, so that every line an invocation writes — a WeChat Pay retry, a
 //! failed backend delivery, a store error — carries the platform's request id, the call's
 //! `type` and, once known, its `outTradeNo`; and one summary line when it ends, with its
-//! outcome and how long it took (contract §12).
+//! outcome and how long it took (contract §13).
 //!
 //! The edges ([`crate::runtime`]) open the span; whoever learns a field records it on the
 //! current span with the `record_*` functions here, which do nothing outside an invocation.
