@@ -4,7 +4,6 @@
 //! Domain code never learns which shape a call came in.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,17 +12,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
 use crate::config::EventShape;
 use crate::deadline;
 use crate::error::AppError;
-use crate::handlers::{
-    handle_call, handle_notification, notifications_not_served, Call, Caller, Routes,
-};
+use crate::handlers::{handle_call, handle_notification, notifications_not_served, Call, Caller};
 use crate::identity::{self, build_call, header, trust, Transport};
 use crate::invocation::{self, Invocation};
 use crate::notify::NotifyAnswer;
 use crate::state::App;
+
+mod process;
+pub use process::run;
 
 /// Largest request body accepted; WeChat Pay notifications and calls are a few KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -547,115 +546,4 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
             }
         });
     }
-}
-
-/// The whole life of a function binary: read the configuration, build the state once,
-/// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
-pub fn run(routes: &'static Routes) -> ExitCode {
-    if let Err(e) = crate::logging::init() {
-        eprintln!("{e}");
-        return ExitCode::from(2);
-    }
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let app = match App::new(config, routes) {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            eprintln!("cannot open the store: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        run_lambda(app)
-    } else {
-        run_local(app)
-    }
-}
-
-fn run_lambda(app: Arc<App>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<Value>| {
-            let app = app.clone();
-            async move {
-                let deadline = lambda_deadline(event.context.deadline);
-                let work = deadline::scope(deadline, handle_lambda_event(&app, event.payload));
-                let answer = Invocation::start(&event.context.request_id).run(work).await;
-                Ok::<Value, lambda_runtime::Error>(answer)
-            }
-        },
-    )));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Lambda runtime failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Lambda's deadline (`Lambda-Runtime-Deadline-Ms`, Unix milliseconds) on this clock.
-fn lambda_deadline(deadline_ms: u64) -> tokio::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    tokio::time::Instant::now()
-        + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-fn run_local(app: Arc<App>) -> ExitCode {
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::env::var("PORT").unwrap_or_else(|_| "9000".into());
-    let addr: SocketAddr = match format!("{host}:{port}").parse() {
-        Ok(a) => a,
-        Err(_) => {
-            eprintln!("HOST/PORT do not form an address: {host}:{port}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let types: Vec<&str> = app.routes.types().collect();
-        tracing::info!(
-            "serving {} on http://{addr} (POST /pay, GET /healthz)",
-            types.join(", ")
-        );
-        match serve(app, listener).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("server stopped: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
 }
