@@ -130,6 +130,32 @@ impl AppError {
         }
     }
 
+    /// What went wrong, as one searchable word: the `outcome` of the invocation's log line.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppError::InvalidJson(_) => "invalid_json",
+            AppError::InvalidRequest(_) => "invalid_request",
+            AppError::UnknownType(_) => "unknown_type",
+            AppError::UnknownPackage { .. } => "unknown_package",
+            AppError::BodyTooLarge { .. } => "body_too_large",
+            AppError::MethodNotAllowed(_) => "method_not_allowed",
+            AppError::Unauthenticated(_) => "unauthenticated",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict(_) => "conflict",
+            AppError::RefundUnsettled { .. } => "refund_unsettled",
+            AppError::WechatPay(ClientError::Timeout) => "wechat_pay_timeout",
+            AppError::WechatPay(_) => "wechat_pay",
+            AppError::BadBill(_) => "bad_bill",
+            AppError::Store(_) => "store",
+            AppError::Login(_) => "login",
+            AppError::SessionToken(_) => "session_token",
+            AppError::NotConfigured(_) => "not_configured",
+            AppError::DeadlineExceeded => "deadline_exceeded",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
     /// The envelope's `msg`.
     pub fn public_message(&self) -> String {
         match self {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod formats;
 pub mod handlers;
 pub mod identity;
+pub mod invocation;
 pub mod logging;
 pub mod miniprogram;
 pub mod notify;

@@ -6,6 +6,12 @@
 //! could hide or rewrite what an operator sees. So every field, the message included, is
 //! written with its control characters (and Unicode line/paragraph separators) escaped,
 //! at the one place fields become text, instead of trusting every log site to remember.
+//!
+//! `LOG_FORMAT=json` writes each event as one JSON object instead (see [`json`]), with the
+//! fields of the invocation it belongs to ([`crate::invocation`]) beside its own; JSON's
+//! string escaping keeps every value on its line.
+
+mod json;
 
 use std::fmt;
 
@@ -41,14 +47,61 @@ pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static
     .delimited(" ")
 }
 
+pub use json::{JsonFields, JsonLines};
+
+/// How events are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `name=value` text, one event a line ([`subscriber`]); the default.
+    #[default]
+    Text,
+    /// One JSON object a line ([`json_subscriber`]), for log services that index fields.
+    Json,
+}
+
+impl LogFormat {
+    /// `LOG_FORMAT`'s value: unset or empty is text; anything but `text`/`json` is refused,
+    /// in the words start-up uses for every other bad setting.
+    pub fn parse(value: Option<&str>) -> Result<LogFormat, String> {
+        let value = value.map(str::trim).unwrap_or_default();
+        if value.is_empty() || value.eq_ignore_ascii_case("text") {
+            Ok(LogFormat::Text)
+        } else if value.eq_ignore_ascii_case("json") {
+            Ok(LogFormat::Json)
+        } else {
+            let mut shown = String::new();
+            let _ = write_escaped(&mut shown, value);
+            Err(format!(
+                "invalid configuration:\n  - LOG_FORMAT must be `text` or `json` (got `{shown}`)"
+            ))
+        }
+    }
+
+    pub fn from_env() -> Result<LogFormat, String> {
+        match std::env::var("LOG_FORMAT") {
+            Ok(v) => Self::parse(Some(&v)),
+            Err(std::env::VarError::NotPresent) => Ok(LogFormat::Text),
+            Err(std::env::VarError::NotUnicode(_)) => Self::parse(Some("(not UTF-8)")),
+        }
+    }
+}
+
 /// Installs the process's subscriber: `RUST_LOG` level (a plain level such as `debug`;
-/// default `info`), stderr, no colours, escaped fields.
-pub fn init() {
+/// default `info`), stderr, no colours, in the `LOG_FORMAT` layout. Runs before the rest
+/// of the configuration is read, so it refuses a bad `LOG_FORMAT` itself: start-up must
+/// stop rather than log in a layout the operator's log service cannot parse.
+pub fn init() -> Result<(), String> {
+    let format = LogFormat::from_env()?;
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| v.parse::<tracing::Level>().ok())
         .unwrap_or(tracing::Level::INFO);
-    let _ = subscriber(level, std::io::stderr).try_init();
+    // Already installed (a test, or a runner that started the functions in-process): keep it.
+    let _ = match format {
+        LogFormat::Text => subscriber(level, std::io::stderr).try_init(),
+        LogFormat::Json => json_subscriber(level, std::io::stderr).try_init(),
+    };
+    Ok(())
 }
 
 /// The subscriber [`init`] installs, writing to `writer` (tests capture it).
@@ -70,6 +123,27 @@ where
         .with_ansi(false)
         .with_writer(writer)
         .fmt_fields(escaped_fields())
+}
+
+/// The `LOG_FORMAT=json` subscriber [`init`] installs, writing to `writer`.
+pub fn json_subscriber<W>(
+    level: tracing::Level,
+    writer: W,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    JsonFields,
+    JsonLines,
+    tracing::level_filters::LevelFilter,
+    W,
+>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_writer(writer)
+        .fmt_fields(JsonFields)
+        .event_format(JsonLines)
 }
 
 #[cfg(test)]
@@ -119,6 +193,17 @@ mod tests {
             );
         }
         assert!(log.contains("x\\n2026-12-02T00:00:00.000000Z  INFO order paid"));
+    }
+
+    #[test]
+    fn log_format_is_text_json_or_refused_by_name() {
+        assert_eq!(LogFormat::parse(None), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some(" ")), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some("text")), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::parse(Some(" JSON ")), Ok(LogFormat::Json));
+        let refused = LogFormat::parse(Some("x\u{1b}ml")).unwrap_err();
+        assert!(refused.contains("LOG_FORMAT"), "{refused}");
+        assert!(refused.contains("`x\\u{1b}ml`"), "shown escaped: {refused}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::api::{NotificationBody, RefundInfo, Transaction};
 use crate::certs::{SignatureHeaders, VerifyError};
 use crate::formats::FormatError;
+use crate::invocation;
 use crate::settlement::{PaymentMismatch, SettleError};
 use crate::state::App;
 use crate::store::{PaymentLog, RefundMismatch, StoreError};
@@ -83,6 +84,7 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
     let courier = app.courier();
     let settlement = app.settlement(&courier);
     let event_type = notification.event_type.clone();
+    invocation::record_event_type(&event_type);
     let answer = if event_type.starts_with("TRANSACTION.") {
         match decrypt::<Transaction>(app, &notification) {
             Ok(tx) => match tx.check_format() {
@@ -165,7 +167,10 @@ async fn out_of_format(
     NotifyAnswer::fail(400, format!("notification resource out of format: {e}"))
 }
 
-fn decrypt<T: DeserializeOwned>(app: &App, n: &NotificationBody) -> Result<T, NotifyAnswer> {
+fn decrypt<T: DeserializeOwned + AboutOrder>(
+    app: &App,
+    n: &NotificationBody,
+) -> Result<T, NotifyAnswer> {
     let r = &n.resource;
     if r.algorithm != "AEAD_AES_256_GCM" {
         return Err(NotifyAnswer::fail(
@@ -185,8 +190,29 @@ fn decrypt<T: DeserializeOwned>(app: &App, n: &NotificationBody) -> Result<T, No
             tracing::error!("notification resource not decryptable (check WECHAT_APIV3_KEY): {e}");
             NotifyAnswer::fail(400, "resource could not be decrypted")
         })?;
-    serde_json::from_slice(&plain)
-        .map_err(|e| NotifyAnswer::fail(400, format!("decrypted resource not understood: {e}")))
+    let resource: T = serde_json::from_slice(&plain)
+        .map_err(|e| NotifyAnswer::fail(400, format!("decrypted resource not understood: {e}")))?;
+    if let Some(no) = resource.out_trade_no() {
+        invocation::record_out_trade_no(no);
+    }
+    Ok(resource)
+}
+
+/// The order a decrypted resource is about, for the invocation's log fields.
+trait AboutOrder {
+    fn out_trade_no(&self) -> Option<&str>;
+}
+
+impl AboutOrder for Transaction {
+    fn out_trade_no(&self) -> Option<&str> {
+        self.out_trade_no.as_deref()
+    }
+}
+
+impl AboutOrder for RefundInfo {
+    fn out_trade_no(&self) -> Option<&str> {
+        self.out_trade_no.as_deref()
+    }
 }
 
 /// A mismatch is not acknowledged: WeChat Pay keeps retrying (visible in its merchant
@@ -218,7 +244,12 @@ fn refund_answer(
 ) -> NotifyAnswer {
     match settled {
         Ok(Some(changed)) => {
-            tracing::info!(out_refund_no = ?info.out_refund_no, event_type, changed, "refund notification recorded");
+            tracing::info!(
+                out_refund_no = info.out_refund_no.as_deref().unwrap_or_default(),
+                event_type,
+                changed,
+                "refund notification recorded"
+            );
             NotifyAnswer::handled()
         }
         Ok(None) => NotifyAnswer::fail(400, "refund notification carries no final refund_status"),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::client::http_client;
 use crate::config::Config;
@@ -71,8 +72,14 @@ impl<'a> Courier<'a> {
         Courier { store, config }
     }
 
-    /// Posts one claimed row; records the outcome. Returns whether it was delivered.
+    /// Posts one claimed row; records the outcome. Returns whether it was delivered. Its
+    /// log lines name the row's order, whichever invocation sends it.
     async fn send(&self, row: &OutboxRow, timeout: Duration) -> bool {
+        let span = crate::invocation::delivery_span(row.id, &row.out_trade_no);
+        self.send_now(row, timeout).instrument(span).await
+    }
+
+    async fn send_now(&self, row: &OutboxRow, timeout: Duration) -> bool {
         let result = async {
             let base = self
                 .config
@@ -102,12 +109,16 @@ impl<'a> Courier<'a> {
                 // Not marked, the lease expires and the row is sent again later:
                 // at-least-once, never lost.
                 lease_write(row, "delivery", self.store.mark_delivered(row).await);
-                tracing::info!(id = row.id, out_trade_no = %row.out_trade_no, "backend notified");
+                tracing::info!("backend notified");
                 true
             }
             Err(error) => {
                 let retry_in = backoff(row.attempts).whole_seconds();
-                tracing::warn!(id = row.id, out_trade_no = %row.out_trade_no, attempts = row.attempts, "backend delivery failed, next try in {retry_in} s: {error}");
+                tracing::warn!(
+                    attempts = row.attempts,
+                    retry_in_secs = retry_in,
+                    "backend delivery failed, next try in {retry_in} s: {error}"
+                );
                 let written = self.store.mark_delivery_failed(row, &error, retry_in).await;
                 lease_write(row, "failure", written);
                 false

@@ -4,7 +4,6 @@
 //! Domain code never learns which shape a call came in.
 
 use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -13,16 +12,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
 use crate::config::EventShape;
 use crate::deadline;
 use crate::error::AppError;
-use crate::handlers::{
-    handle_call, handle_notification, notifications_not_served, Call, Caller, Routes,
-};
+use crate::handlers::{handle_call, handle_notification, notifications_not_served, Call, Caller};
 use crate::identity::{self, build_call, header, trust, Transport};
+use crate::invocation::{self, Invocation};
 use crate::notify::NotifyAnswer;
 use crate::state::App;
+
+mod process;
+pub use process::run;
 
 /// Largest request body accepted; WeChat Pay notifications and calls are a few KiB.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -58,9 +58,13 @@ impl HttpResponse {
 /// `{"code":0,"msg":"ok","data":…}` or `{"code":N,"msg":…}`, with its HTTP status.
 pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
     match result {
-        Ok(data) => (200, json!({ "code": 0, "msg": "ok", "data": data })),
+        Ok(data) => {
+            invocation::record_outcome("ok", 200, Some(0));
+            (200, json!({ "code": 0, "msg": "ok", "data": data }))
+        }
         Err(e) => {
             let (status, code) = e.status_and_code();
+            invocation::record_outcome(e.kind(), status, Some(code));
             if status >= 500 {
                 tracing::error!(code, "request failed: {e}");
             } else {
@@ -72,6 +76,8 @@ pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
 }
 
 fn notify_response(answer: NotifyAnswer) -> HttpResponse {
+    let outcome = if answer.status < 300 { "ok" } else { "fail" };
+    invocation::record_outcome(outcome, answer.status, None);
     match answer.message {
         None => HttpResponse {
             status: answer.status,
@@ -128,6 +134,10 @@ async fn before_deadline<T>(
     .await
 }
 
+fn is_health_check(method: &Method, path: &str) -> bool {
+    method == Method::GET && path.trim_end_matches('/').ends_with("/healthz")
+}
+
 /// The HTTP shapes: local HTTP, Lambda HTTP events and the SCF web function.
 pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
     before_deadline(app, None, handle_http_now(app, req), || {
@@ -138,7 +148,9 @@ pub async fn handle_http(app: &App, req: HttpRequest) -> HttpResponse {
 }
 
 async fn handle_http_now(app: &App, req: HttpRequest) -> HttpResponse {
-    if req.method == Method::GET && req.path.trim_end_matches('/').ends_with("/healthz") {
+    if is_health_check(&req.method, &req.path) {
+        invocation::record_type(invocation::HEALTH_CHECK);
+        invocation::record_outcome("ok", 200, None);
         return HttpResponse::json(200, &json!({ "status": "ok" }));
     }
     // A notification is recognised by its signature header; the body must then carry a
@@ -470,6 +482,42 @@ async fn read_body(headers: &HeaderMap, body: hyper::body::Incoming) -> Result<B
     }
 }
 
+/// One local HTTP request, read and answered inside its invocation's span.
+async fn answer_local(
+    app: &App,
+    peer: SocketAddr,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let invocation = Invocation::from_headers(&parts.headers)
+        .quiet(is_health_check(&parts.method, parts.uri.path()));
+    let answer = async {
+        match read_body(&parts.headers, body).await {
+            Ok(body) => {
+                let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
+                let req = HttpRequest {
+                    method: parts.method,
+                    path: parts.uri.path().to_string(),
+                    headers: parts.headers,
+                    body,
+                    source_ip: Some(source_ip),
+                    transport: Transport::Listener,
+                };
+                handle_http(app, req).await
+            }
+            Err(e) if parts.headers.contains_key("wechatpay-signature") => {
+                let (status, _) = e.status_and_code();
+                notify_response(NotifyAnswer::fail(status, e.public_message()))
+            }
+            Err(e) => {
+                let (s, b) = envelope(Err(e));
+                HttpResponse::json(s, &b)
+            }
+        }
+    };
+    invocation.run(answer).await
+}
+
 /// Serves local HTTP on an already-bound listener until the process ends.
 pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
     use http_body_util::Full;
@@ -483,29 +531,7 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let app = app.clone();
                 async move {
-                    let (parts, body) = req.into_parts();
-                    let resp = match read_body(&parts.headers, body).await {
-                        Ok(body) => {
-                            let source_ip = identity::listener_client_ip(peer.ip(), &parts.headers);
-                            let req = HttpRequest {
-                                method: parts.method,
-                                path: parts.uri.path().to_string(),
-                                headers: parts.headers,
-                                body,
-                                source_ip: Some(source_ip),
-                                transport: Transport::Listener,
-                            };
-                            handle_http(&app, req).await
-                        }
-                        Err(e) if parts.headers.contains_key("wechatpay-signature") => {
-                            let (status, _) = e.status_and_code();
-                            notify_response(NotifyAnswer::fail(status, e.public_message()))
-                        }
-                        Err(e) => {
-                            let (s, b) = envelope(Err(e));
-                            HttpResponse::json(s, &b)
-                        }
-                    };
+                    let resp = answer_local(&app, peer, req).await;
                     let mut builder = hyper::Response::builder().status(resp.status);
                     if resp.body.is_some() {
                         builder = builder.header("content-type", "application/json; charset=utf-8");
@@ -520,112 +546,4 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
             }
         });
     }
-}
-
-/// The whole life of a function binary: read the configuration, build the state once,
-/// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
-pub fn run(routes: &'static Routes) -> ExitCode {
-    crate::logging::init();
-    let config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let app = match App::new(config, routes) {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            eprintln!("cannot open the store: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
-        run_lambda(app)
-    } else {
-        run_local(app)
-    }
-}
-
-fn run_lambda(app: Arc<App>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = rt.block_on(lambda_runtime::run(lambda_runtime::service_fn(
-        move |event: lambda_runtime::LambdaEvent<Value>| {
-            let app = app.clone();
-            async move {
-                let deadline = lambda_deadline(event.context.deadline);
-                let answer =
-                    deadline::scope(deadline, handle_lambda_event(&app, event.payload)).await;
-                Ok::<Value, lambda_runtime::Error>(answer)
-            }
-        },
-    )));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("Lambda runtime failed: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Lambda's deadline (`Lambda-Runtime-Deadline-Ms`, Unix milliseconds) on this clock.
-fn lambda_deadline(deadline_ms: u64) -> tokio::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    tokio::time::Instant::now()
-        + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
-fn run_local(app: Arc<App>) -> ExitCode {
-    let host = std::env::var("HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::env::var("PORT").unwrap_or_else(|_| "9000".into());
-    let addr: SocketAddr = match format!("{host}:{port}").parse() {
-        Ok(a) => a,
-        Err(_) => {
-            eprintln!("HOST/PORT do not form an address: {host}:{port}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("cannot listen on {addr}: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let types: Vec<&str> = app.routes.types().collect();
-        tracing::info!(
-            "serving {} on http://{addr} (POST /pay, GET /healthz)",
-            types.join(", ")
-        );
-        match serve(app, listener).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("server stopped: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
 }

@@ -203,6 +203,7 @@ impl Call {
 
 /// Routes a call to its handler. The type must be one this binary serves.
 pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
+    crate::invocation::record_type(&call.ty);
     let Some(handler) = app.routes.handler(&call.ty) else {
         let served: Vec<&str> = app.routes.types().collect();
         return Err(AppError::UnknownType(format!(
@@ -216,6 +217,7 @@ pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {
 
 /// Answers a signed notification, or 404 from a binary that does not receive them.
 pub async fn handle_notification(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer {
+    crate::invocation::record_type(crate::invocation::NOTIFICATION);
     match app.routes.notifications {
         Some(handler) => handler(app, headers, body).await,
         None => notifications_not_served(),

@@ -149,6 +149,7 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
     // The row exists before WeChat Pay hears of the order, so a notification can never
     // arrive for an order we do not know.
     let out_trade_no = new_reference("WX");
+    crate::invocation::record_out_trade_no(&out_trade_no);
     let now = now_utc();
     let order = NewOrder {
         out_trade_no: out_trade_no.clone(),

@@ -57,6 +57,7 @@ async fn owned_order(app: &App, call: &Call, out_trade_no: &str) -> Result<Order
             "field `outTradeNo` must be 6–32 characters of letters, digits, `_` or `-`",
         ));
     }
+    crate::invocation::record_out_trade_no(out_trade_no);
     if !call.caller.trusted && call.caller.openid.is_none() {
         return Err(AppError::Unauthenticated(
             "querying an order needs the payer's openid (mini-program) or the internal secret"
@@ -184,6 +185,7 @@ pub async fn by_transaction_id(app: &App, call: &Call) -> Result<Value, AppError
         .out_trade_no
         .clone()
         .ok_or_else(|| AppError::Internal("WeChat Pay answer has no out_trade_no".into()))?;
+    crate::invocation::record_out_trade_no(&out_trade_no);
     let order = app.store.get_order(&out_trade_no).await?;
     let synced = match &order {
         Some(order) => sync(app, order, &tx).await?,

@@ -59,7 +59,9 @@ async fn find_order(app: &App, req: &CreateRequest) -> Result<Order, AppError> {
             ))
         }
     };
-    order.ok_or_else(|| AppError::NotFound("no such order".into()))
+    let order = order.ok_or_else(|| AppError::NotFound("no such order".into()))?;
+    crate::invocation::record_out_trade_no(&order.out_trade_no);
+    Ok(order)
 }
 
 fn status_of(info: &RefundInfo) -> String {
@@ -358,6 +360,9 @@ pub async fn query(app: &App, call: &Call) -> Result<Value, AppError> {
         return Err(AppError::Internal(
             "WeChat Pay answered about another refund".into(),
         ));
+    }
+    if let Some(no) = &info.out_trade_no {
+        crate::invocation::record_out_trade_no(no);
     }
     sync_final(app, &info).await?;
     let stored = app.store.get_refund(&req.out_refund_no).await?;

@@ -15,6 +15,12 @@ fn addr(var: &str, default: &str) -> Result<SocketAddr, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // The functions' own log (each call's summary, retries, failed deliveries), as a
+    // deployment writes it: RUST_LOG level, LOG_FORMAT layout, on stderr.
+    if let Err(e) = wxpay_shared::logging::init() {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let options = (|| -> Result<LocalOptions, String> {
         Ok(LocalOptions {
             router_addr: addr("ROUTER_ADDR", "127.0.0.1:9000")?,
