@@ -28,7 +28,7 @@ use conn::{server_code, Fail, ER_DUP_ENTRY};
 use super::rows::{self, stored, Fields};
 use super::rules::{self, existing_reservation};
 use super::sql::{self, truncated_error};
-use super::{outbox_sql, schema};
+use super::outbox_sql;
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
     PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,

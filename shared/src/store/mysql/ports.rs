@@ -241,7 +241,7 @@ impl crate::store::Inspect for MySqlStore {
     }
 
     async fn rewind_outbox(&self, out_trade_no: &str, secs: i64) -> Result<(), StoreError> {
-        let sql = outbox_sql::rewind(schema::Dialect::MySql);
+        let sql = outbox_sql::rewind(crate::store::schema::Dialect::MySql);
         self.exec(&sql, params![secs, secs, secs, out_trade_no])
             .await?;
         Ok(())
