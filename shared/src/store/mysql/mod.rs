@@ -25,10 +25,10 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 pub use conn::MySqlStore;
 use conn::{server_code, Fail, ER_DUP_ENTRY};
 
+use super::outbox_sql;
 use super::rows::{self, stored, Fields};
 use super::rules::{self, existing_reservation};
 use super::sql::{self, truncated_error};
-use super::outbox_sql;
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
     PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
