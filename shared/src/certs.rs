@@ -57,6 +57,9 @@ pub enum CertError {
 /// and Java SDKs do.
 pub const SIGNATURE_TYPE: &str = "WECHATPAY2-SHA256-RSA2048";
 
+/// Longer than any serial WeChat Pay writes (certificate serials are 40 hex digits).
+const MAX_SERIAL_LEN: usize = 64;
+
 /// The headers WeChat Pay signs with (the algorithm already checked).
 #[derive(Debug, Clone)]
 pub struct SignatureHeaders {
@@ -81,9 +84,21 @@ impl SignatureHeaders {
             let shown: String = signature_type.chars().take(64).collect();
             return Err(VerifyError::UnsupportedSignatureType(shown));
         }
+        let signature = get("wechatpay-signature")?;
+        let serial = get("wechatpay-serial")?;
+        // A serial is 40 hex digits or a `PUB_KEY_ID_…`; anything longer or stranger names
+        // no key, and is refused here, bounded, before it is echoed in an answer or a log line.
+        if serial.len() > MAX_SERIAL_LEN
+            || !serial
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            let shown: String = serial.chars().take(MAX_SERIAL_LEN).collect();
+            return Err(VerifyError::UnknownSerial(shown));
+        }
         Ok(SignatureHeaders {
-            signature: get("wechatpay-signature")?,
-            serial: get("wechatpay-serial")?,
+            signature,
+            serial,
             timestamp: get("wechatpay-timestamp")?,
             nonce: get("wechatpay-nonce")?,
         })

@@ -201,6 +201,30 @@ fn only_the_rsa_signature_type_is_accepted() {
     );
 }
 
+/// Anyone who can reach the notify URL picks the serial; the refusal (echoed in the answer
+/// and the log line) must not grow with it.
+#[test]
+fn an_oversized_or_strange_serial_is_refused_bounded() {
+    for serial in ["S".repeat(200_000), "ABC DEF".into(), "ABC-DEF".into()] {
+        let mut h = header_map(Some(SIGNATURE_TYPE));
+        h.insert("wechatpay-serial", serial.parse().unwrap());
+        let refused = SignatureHeaders::from_headers(&h).unwrap_err();
+        assert!(
+            matches!(refused, VerifyError::UnknownSerial(_)),
+            "{refused:?}"
+        );
+        assert!(
+            refused.to_string().len() < 100,
+            "bounded: {} bytes",
+            refused.to_string().len()
+        );
+    }
+    let id = "PUB_KEY_ID_0114232134912410000000000000";
+    let mut h = header_map(Some(SIGNATURE_TYPE));
+    h.insert("wechatpay-serial", id.parse().unwrap());
+    assert_eq!(SignatureHeaders::from_headers(&h).unwrap().serial, id);
+}
+
 struct FailingSource(std::sync::atomic::AtomicUsize);
 
 #[async_trait]
