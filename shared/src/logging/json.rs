@@ -112,8 +112,30 @@ where
             }
         }
         event.record(&mut Collect(&mut line));
-        writeln!(writer, "{}", Value::Object(line))
+        writeln!(
+            writer,
+            "{}",
+            line_breaks_escaped(&Value::Object(line).to_string())
+        )
     }
+}
+
+/// serde_json escapes only what JSON requires (`"`, `\\`, U+0000–U+001F). DEL, the C1
+/// controls (U+0085 NEL among them) and U+2028/U+2029 stay raw, and a viewer or a
+/// JavaScript reader may break the line there or act on them. None of them is JSON
+/// syntax, so they only ever sit inside a string, where `\uXXXX` is the same value:
+/// escaped, a caller's text cannot start or disguise a line here either (the text
+/// layout escapes the same characters, [`super::write_escaped`]).
+fn line_breaks_escaped(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
+            let _ = fmt::Write::write_fmt(&mut out, format_args!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -193,5 +215,28 @@ mod tests {
         });
         assert_eq!(lines.len(), 1, "one event, one line: {lines:?}");
         assert_eq!(lines[0]["out_trade_no"], forged);
+    }
+
+    #[test]
+    fn unicode_line_breaks_and_c1_controls_are_escaped_not_raw() {
+        let forged = "x\u{2028}{\"level\":\"ERROR\"}\u{2029}\u{85}\u{9b}2K\u{7f}";
+        let out = Captured::default();
+        let sink = out.clone();
+        let subscriber =
+            super::super::json_subscriber(tracing::Level::INFO, move || sink.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::error_span!("invocation", outTradeNo = %forged);
+            let _in = span.enter();
+            tracing::info!(problem = %forged, "unknown type `{}`", forged);
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        for c in ['\u{2028}', '\u{2029}', '\u{85}', '\u{9b}', '\u{7f}'] {
+            assert!(!text.contains(c), "raw U+{:04X} in {text:?}", u32::from(c));
+        }
+        assert_eq!(text.lines().count(), 1, "{text:?}");
+        let line: Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["problem"], forged, "the same value, escaped");
+        assert_eq!(line["outTradeNo"], forged);
+        assert_eq!(line["message"], format!("unknown type `{forged}`"));
     }
 }
