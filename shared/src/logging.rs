@@ -92,16 +92,24 @@ impl LogFormat {
 /// stop rather than log in a layout the operator's log service cannot parse.
 pub fn init() -> Result<(), String> {
     let format = LogFormat::from_env()?;
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| v.parse::<tracing::Level>().ok())
-        .unwrap_or(tracing::Level::INFO);
+    let level = level(std::env::var("RUST_LOG").ok().as_deref());
     // Already installed (a test, or a runner that started the functions in-process): keep it.
     let _ = match format {
         LogFormat::Text => subscriber(level, std::io::stderr).try_init(),
         LogFormat::Json => json_subscriber(level, std::io::stderr).try_init(),
     };
     Ok(())
+}
+
+/// `RUST_LOG`'s level: a plain level, `info` when unset or not one, and never more than
+/// `debug`. At TRACE the Lambda runtime logs each event whole ("raw JSON event received
+/// from Lambda"): the caller's `Authorization` and `X-Internal-Secret` headers, a raw
+/// event's `internalSecret` and `sessionToken` — secrets no line may carry (contract §13).
+pub fn level(rust_log: Option<&str>) -> tracing::Level {
+    rust_log
+        .and_then(|v| v.trim().parse::<tracing::Level>().ok())
+        .unwrap_or(tracing::Level::INFO)
+        .min(tracing::Level::DEBUG)
 }
 
 /// The subscriber [`init`] installs, writing to `writer` (tests capture it).
@@ -204,6 +212,21 @@ mod tests {
         let refused = LogFormat::parse(Some("x\u{1b}ml")).unwrap_err();
         assert!(refused.contains("LOG_FORMAT"), "{refused}");
         assert!(refused.contains("`x\\u{1b}ml`"), "shown escaped: {refused}");
+    }
+
+    #[test]
+    fn rust_log_goes_no_further_than_debug() {
+        use tracing::Level;
+        assert_eq!(level(None), Level::INFO);
+        assert_eq!(level(Some("verbose")), Level::INFO);
+        assert_eq!(level(Some("warn")), Level::WARN);
+        assert_eq!(level(Some("debug")), Level::DEBUG);
+        assert_eq!(
+            level(Some("trace")),
+            Level::DEBUG,
+            "TRACE logs whole events"
+        );
+        assert_eq!(level(Some("TRACE")), Level::DEBUG);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `LOG_FORMAT` in the built binary under the Lambda Runtime API (contract §13): with
 //! `json` every line it writes is a JSON object and an invocation's summary carries the
 //! request id Lambda gave it (`Lambda-Runtime-Aws-Request-Id`); an unknown value stops it
-//! before it takes any event.
+//! before it takes any event; and `RUST_LOG=trace` logs no secret a caller sent.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,12 +15,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_wxpay_functions");
 const INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn start(log_format: &str) -> (LocalEnv, RuntimeApi, Bootstrap) {
+    start_with(log_format, "info").await
+}
+
+async fn start_with(log_format: &str, rust_log: &str) -> (LocalEnv, RuntimeApi, Bootstrap) {
     let env = LocalEnv::start(LocalOptions::for_tests())
         .await
         .expect("simulator and backend start");
     let api = RuntimeApi::start().await.expect("the Runtime API listens");
     let mut vars = env.vars.clone();
     vars.push(("LOG_FORMAT".into(), log_format.into()));
+    vars.push(("RUST_LOG".into(), rust_log.into()));
     let function = Bootstrap::with_sqlite(Path::new(BIN), &api, "wxpay-RouterFunction", &vars);
     (env, api, function)
 }
@@ -73,6 +78,47 @@ async fn json_lines_carry_lambdas_request_id() {
     assert_eq!(summary["outTradeNo"], json!(no), "{log}");
     assert_eq!(summary["outcome"], "ok", "{log}");
     assert!(summary["elapsed_ms"].is_u64(), "{log}");
+}
+
+/// The Lambda runtime logs each event whole at TRACE, headers and all; an operator's
+/// `RUST_LOG=trace` must not put the caller's secrets in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_trace_logs_no_caller_secret() {
+    let (env, api, mut function) = start_with("json", "trace").await;
+    let secret = env
+        .vars
+        .iter()
+        .find(|(k, _)| k == "INTERNAL_API_SECRET")
+        .map(|(_, v)| v.clone())
+        .expect("the environment has an internal secret");
+    let token = "v1.eyJvcGVuaWQiOiJvX3RyYWNlIn0.bm90LWEtbWFj";
+    let event = http_v2_event(
+        "POST",
+        "/pay",
+        json!({
+            "content-type": "application/json",
+            "x-internal-secret": secret,
+            "authorization": format!("Bearer {token}"),
+        }),
+        Some(r#"{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}"#.into()),
+    );
+    let posted = api
+        .invoke_raw(
+            &mut function,
+            Bytes::from(event.to_string()),
+            INVOKE_TIMEOUT,
+        )
+        .await;
+    let Posted::Response { .. } = posted else {
+        function.fail(&format!("expected a response, got {posted:?}"))
+    };
+    let log = function.logs();
+    assert!(log.contains("invocation finished"), "{log}");
+    assert!(
+        !log.contains(secret.as_str()),
+        "the internal secret is in the log"
+    );
+    assert!(!log.contains(token), "the session token is in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
