@@ -229,3 +229,37 @@ async fn a_wechat_pay_retry_names_the_invocation_and_the_order() {
     assert_eq!(retried[0]["type"], "wxpay_query_order_by_out_trade_no");
     assert_no_secret(&h, &[]);
 }
+
+/// A client that hangs up mid-call (a mini-program's request timing out) does not cancel
+/// the invocation: it finishes, and writes its summary like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_hangs_up_still_gets_a_summary_line() {
+    let h = start().await;
+    let no = h.create_order("o_logs_hangup", "basic").await;
+    h.sim.inject_fault(Fault::new(
+        "/v3/pay/transactions/out-trade-no/",
+        1,
+        FaultKind::Delay(std::time::Duration::from_millis(1500)),
+    ));
+    let gone = h
+        .http
+        .post(h.pay_url())
+        .header("X-WX-OPENID", "o_logs_hangup")
+        .header("X-WX-APPID", h.sim.config().appid.clone())
+        .timeout(std::time::Duration::from_millis(300))
+        .body(json!({ "type": "wxpay_query_order_by_out_trade_no", "outTradeNo": no }).to_string())
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up first: {gone:?}");
+    let finished = || {
+        lines().iter().any(|l| {
+            l["type"] == "wxpay_query_order_by_out_trade_no"
+                && l["outTradeNo"] == no.as_str()
+                && l.get("elapsed_ms").is_some()
+        })
+    };
+    h.eventually("the summary of the abandoned call", finished)
+        .await;
+    let line = summary("wxpay_query_order_by_out_trade_no", &no);
+    assert_eq!(line["outcome"], "ok", "the call ran to its end: {line}");
+}

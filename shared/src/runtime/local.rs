@@ -113,7 +113,17 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let app = app.clone();
                 async move {
-                    let resp = answer_local(&app, peer, req).await;
+                    // Its own task: hyper drops a request's future when the client hangs up,
+                    // which would stop the call mid-way (between a WeChat Pay call and the
+                    // store, say) and lose its summary line. The deadline still bounds it.
+                    let answered = tokio::spawn(async move { answer_local(&app, peer, req).await });
+                    let resp = answered.await.unwrap_or_else(|e| {
+                        tracing::error!("the invocation's task failed: {e}");
+                        HttpResponse {
+                            status: 500,
+                            body: None,
+                        }
+                    });
                     let mut builder = hyper::Response::builder().status(resp.status);
                     if resp.body.is_some() {
                         builder = builder.header("content-type", "application/json; charset=utf-8");
