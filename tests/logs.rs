@@ -263,3 +263,22 @@ async fn a_caller_that_hangs_up_still_gets_a_summary_line() {
     let line = summary("wxpay_query_order_by_out_trade_no", &no);
     assert_eq!(line["outcome"], "ok", "the call ran to its end: {line}");
 }
+
+/// An error message can quote what the caller sent; a 60 KB `type` still makes short lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_unknown_type_makes_no_huge_line() {
+    let h = start().await;
+    let id = "logs-huge-type";
+    let body = json!({ "type": "T".repeat(60_000) }).to_string();
+    let (status, _) = h.post_raw("/pay", &[("X-Request-Id", id)], body).await;
+    assert_eq!(status, 400);
+    let mine: Vec<String> = log_text()
+        .lines()
+        .filter(|l| l.contains(&format!("\"request_id\":\"{id}\"")))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(mine.len(), 2, "the refusal and the summary: {mine:?}");
+    for line in &mine {
+        assert!(line.len() < 4096, "a line of {} bytes", line.len());
+    }
+}

@@ -49,6 +49,23 @@ pub fn escaped_fields() -> impl for<'w> FormatFields<'w> + Send + Sync + 'static
 
 pub use json::{JsonFields, JsonLines};
 
+/// The most of an error message a log line quotes.
+pub const MAX_MESSAGE_BYTES: usize = 2048;
+
+/// `text`, or its first `max` bytes (cut at a character) and how many more there were. An
+/// error message can quote what a caller sent (an unknown `type`, a path, a field's value)
+/// and one request must not write a line of any length it likes.
+pub fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &text[..end], text.len() - end).into()
+}
+
 /// How events are written (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -212,6 +229,14 @@ mod tests {
         let refused = LogFormat::parse(Some("x\u{1b}ml")).unwrap_err();
         assert!(refused.contains("LOG_FORMAT"), "{refused}");
         assert!(refused.contains("`x\\u{1b}ml`"), "shown escaped: {refused}");
+    }
+
+    #[test]
+    fn long_messages_are_shortened_at_a_character() {
+        assert_eq!(shortened("short", 8), "short");
+        let long = format!("a{}", "支".repeat(1000));
+        let cut = shortened(&long, 5);
+        assert_eq!(cut, "a支… (2997 more bytes)");
     }
 
     #[test]

@@ -64,10 +64,12 @@ pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
         Err(e) => {
             let (status, code) = e.status_and_code();
             invocation::record_outcome(e.kind(), status, Some(code));
+            let message = e.to_string();
+            let shown = crate::logging::shortened(&message, crate::logging::MAX_MESSAGE_BYTES);
             if status >= 500 {
-                tracing::error!(code, "request failed: {e}");
+                tracing::error!(code, "request failed: {shown}");
             } else {
-                tracing::info!(code, "request refused: {e}");
+                tracing::info!(code, "request refused: {shown}");
             }
             (status, json!({ "code": code, "msg": e.public_message() }))
         }
