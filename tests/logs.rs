@@ -282,3 +282,39 @@ async fn a_huge_unknown_type_makes_no_huge_line() {
         assert!(line.len() < 4096, "a line of {} bytes", line.len());
     }
 }
+
+/// A stranger asking about someone's order cannot write lines into that order's story: the
+/// refused call's summary does not carry the `outTradeNo` it named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strangers_refused_query_is_not_logged_under_the_order() {
+    let h = start().await;
+    let no = h.create_order("o_logs_owner", "basic").await;
+    let (status, body) = h
+        .call_as(
+            "o_logs_stranger",
+            json!({ "type": "wxpay_query_order_by_out_trade_no", "outTradeNo": no }),
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let refused: Vec<Value> = lines()
+        .into_iter()
+        .filter(|l| {
+            l["type"] == "wxpay_query_order_by_out_trade_no" && l.get("elapsed_ms").is_some()
+        })
+        .filter(|l| l["outcome"] != "ok")
+        .collect();
+    assert!(!refused.is_empty(), "the refused query has its summary");
+    assert!(
+        refused.iter().all(|l| l["outTradeNo"] != no.as_str()),
+        "{refused:?}"
+    );
+    // The owner's own query is logged under the order.
+    let (status, body) = h
+        .call_as(
+            "o_logs_owner",
+            json!({ "type": "wxpay_query_order_by_out_trade_no", "outTradeNo": no }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    summary("wxpay_query_order_by_out_trade_no", &no);
+}

@@ -57,7 +57,6 @@ async fn owned_order(app: &App, call: &Call, out_trade_no: &str) -> Result<Order
             "field `outTradeNo` must be 6–32 characters of letters, digits, `_` or `-`",
         ));
     }
-    crate::invocation::record_out_trade_no(out_trade_no);
     if !call.caller.trusted && call.caller.openid.is_none() {
         return Err(AppError::Unauthenticated(
             "querying an order needs the payer's openid (mini-program) or the internal secret"
@@ -67,6 +66,9 @@ async fn owned_order(app: &App, call: &Call, out_trade_no: &str) -> Result<Order
     let order = app.store.get_order(out_trade_no).await?;
     match order {
         Some(o) if call.caller.trusted || o.openid.is_some() && o.openid == call.caller.openid => {
+            // Only now: a stranger's refused call is not part of this order's story, and
+            // must not be able to write lines into it.
+            crate::invocation::record_out_trade_no(out_trade_no);
             Ok(o)
         }
         _ => Err(not_found(out_trade_no)),
