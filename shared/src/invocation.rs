@@ -182,20 +182,7 @@ pub fn delivery_span(id: i64, out_trade_no: &str) -> Span {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::logging::Captured;
 
     /// What an invocation that refunds `WX…` by a retried WeChat Pay call writes.
     fn invocation_log(json: bool) -> String {
@@ -222,8 +209,7 @@ mod tests {
                 rt.block_on(Invocation::start("req-1").run(work))
             });
         }
-        let bytes = out.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        out.text()
     }
 
     #[test]

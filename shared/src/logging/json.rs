@@ -140,22 +140,9 @@ fn line_breaks_escaped(json: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
+    use crate::logging::Captured;
 
     use serde_json::Value;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     fn lines_of(emit: impl FnOnce()) -> Vec<Value> {
         let out = Captured::default();
@@ -163,9 +150,7 @@ mod tests {
         let subscriber =
             super::super::json_subscriber(tracing::Level::INFO, move || sink.clone()).finish();
         tracing::subscriber::with_default(subscriber, emit);
-        let bytes = out.0.lock().unwrap().clone();
-        String::from_utf8(bytes)
-            .unwrap()
+        out.text()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .collect()
@@ -229,7 +214,7 @@ mod tests {
             let _in = span.enter();
             tracing::info!(problem = %forged, "unknown type `{}`", forged);
         });
-        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let text = out.text();
         for c in ['\u{2028}', '\u{2029}', '\u{85}', '\u{9b}', '\u{7f}'] {
             assert!(!text.contains(c), "raw U+{:04X} in {text:?}", u32::from(c));
         }
