@@ -282,11 +282,7 @@ fn order_body_for(jsapi: bool) -> &'static str {
 fn clip(s: &str) -> String {
     let s = s.trim();
     if s.len() > 300 {
-        let mut end = 300;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &s[..end])
+        format!("{}…", &s[..s.floor_char_boundary(300)])
     } else {
         s.to_string()
     }
