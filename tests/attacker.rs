@@ -60,7 +60,7 @@ async fn nobody_acts_as_the_victim_on_the_local_runner(kind: StoreKind) {
 
     // 2. A forged userInfo in the body is no identity.
     let mut forged = close.clone();
-    forged["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": VICTIM });
+    forged["userInfo"] = json!({ "appId": wxpay_sim::DEFAULT_APPID, "openId": VICTIM });
     let (status, body) = h.call(forged).await;
     assert_eq!(status, 401, "{body}");
 

@@ -21,7 +21,7 @@ use wxpay_sim::{RefundOutcome, SignedNotification};
 /// The payer the fixtures act as (`{{OPENID}}`).
 const OPENID: &str = "oEvtReplayOwner000000000000001";
 /// The merchant's mini-program, as the fixtures' `userInfo.appId` names it.
-const APPID: &str = "wx8888888888888888";
+const APPID: &str = wxpay_sim::DEFAULT_APPID;
 
 /// Invocation shapes, one directory each. HTTP shapes answer `{statusCode, headers, body}`;
 /// raw shapes answer the envelope itself.

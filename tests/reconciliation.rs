@@ -200,7 +200,7 @@ async fn reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready
         "detail-type": "Scheduled Event",
         "detail": { "type": "wxpay_reconcile" },
     });
-    dressed["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": "o_user" });
+    dressed["userInfo"] = json!({ "appId": wxpay_sim::DEFAULT_APPID, "openId": "o_user" });
     let answer = wxpay_shared::runtime::handle_raw_event(&h.env.app, dressed).await;
     assert_ne!(answer["code"], 0, "{answer}");
     assert!(answer["data"]["runs"].is_null(), "{answer}");

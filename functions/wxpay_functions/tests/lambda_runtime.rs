@@ -69,7 +69,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
                 "type": "wxpay_order",
                 "packageType": "basic",
                 "tradeType": "JSAPI",
-                "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
+                "userInfo": { "appId": wxpay_sim::DEFAULT_APPID, "openId": OPENID }
             }),
             INVOKE_TIMEOUT,
         )
@@ -154,7 +154,7 @@ async fn the_binary_serves_events_over_the_lambda_runtime_api() {
             json!({
                 "type": "wxpay_query_order_by_out_trade_no",
                 "outTradeNo": out_trade_no,
-                "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
+                "userInfo": { "appId": wxpay_sim::DEFAULT_APPID, "openId": OPENID }
             }),
             INVOKE_TIMEOUT,
         )
@@ -244,7 +244,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
         .invoke(
             &mut function,
             json!({ "type": "wxpay_order", "packageType": "basic",
-                    "userInfo": { "appId": "wx8888888888888888", "openId": VICTIM } }),
+                    "userInfo": { "appId": wxpay_sim::DEFAULT_APPID, "openId": VICTIM } }),
             INVOKE_TIMEOUT,
         )
         .await;
@@ -283,13 +283,13 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
     );
     dressed["type"] = json!("wxpay_close_order");
     dressed["outTradeNo"] = json!(no);
-    dressed["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": ATTACKER });
+    dressed["userInfo"] = json!({ "appId": wxpay_sim::DEFAULT_APPID, "openId": ATTACKER });
     let answer = api.invoke(&mut function, dressed, INVOKE_TIMEOUT).await;
     assert_eq!(answer["code"], 40400, "{answer}");
 
     // 3. A forged userInfo in an HTTP body is no identity.
     let mut forged = close.clone();
-    forged["userInfo"] = json!({ "appId": "wx8888888888888888", "openId": VICTIM });
+    forged["userInfo"] = json!({ "appId": wxpay_sim::DEFAULT_APPID, "openId": VICTIM });
     let answer = api
         .invoke(
             &mut function,
@@ -311,7 +311,7 @@ async fn attacks_over_the_lambda_runtime_api_act_as_nobody() {
         .invoke(
             &mut function,
             json!({ "type": "wxpay_close_order", "outTradeNo": no,
-                    "userInfo": { "appId": "wx8888888888888888", "openId": VICTIM } }),
+                    "userInfo": { "appId": wxpay_sim::DEFAULT_APPID, "openId": VICTIM } }),
             INVOKE_TIMEOUT,
         )
         .await;

@@ -37,7 +37,7 @@ async fn the_order_function_answers_orders_and_refuses_refunds_and_notifications
             json!({
                 "type": "wxpay_order",
                 "packageType": "basic",
-                "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
+                "userInfo": { "appId": wxpay_sim::DEFAULT_APPID, "openId": OPENID }
             }),
             INVOKE_TIMEOUT,
         )
@@ -105,7 +105,7 @@ async fn a_stalled_prepay_is_answered_before_lambdas_deadline() {
     let order = json!({
         "type": "wxpay_order",
         "packageType": "basic",
-        "userInfo": { "appId": "wx8888888888888888", "openId": OPENID }
+        "userInfo": { "appId": wxpay_sim::DEFAULT_APPID, "openId": OPENID }
     });
     // Warm: the platform certificates are downloaded and kept.
     let first = api
