@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::crypto::{ApiV3Key, MerchantKey, VerifyKey};
 use crate::prices::{parse_price_list, PriceList};
+use crate::store::{DatabaseCa, StoreError};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
 pub const DEFAULT_PRICES: &str = "basic=0.01,premium=29.9";
@@ -94,6 +95,9 @@ pub struct Config {
     pub api_base_urls: BTreeMap<String, String>,
     pub internal_secret: Option<Secret>,
     pub database_url: Secret,
+    /// `DATABASE_CA_PEM` (or `_FILE`): the CA a MySQL `ssl-mode=VERIFY_CA|VERIFY_IDENTITY`
+    /// trusts instead of the public web roots.
+    pub database_ca: Option<DatabaseCa>,
     pub price_cache_ttl: Duration,
     pub default_prices: PriceList,
     /// Per-attempt timeout for WeChat Pay calls.
@@ -277,6 +281,19 @@ impl Config {
         if !database_url.is_empty() && !is_database_url(&database_url) {
             problems.push("DATABASE_URL must start with mysql:// or sqlite://".into());
         }
+        let database_ca =
+            DatabaseCa::from_settings(get("DATABASE_CA_PEM"), get("DATABASE_CA_PEM_FILE"))
+                .map_err(|e| problems.push(e))
+                .ok()
+                .flatten();
+        if is_database_url(&database_url) {
+            // ssl-mode, the CA and the rest of the URL, read as the store will read them.
+            if let Err(StoreError::BadUrl(e) | StoreError::Query(e) | StoreError::Unavailable(e)) =
+                crate::store::check_mysql_url(&database_url, database_ca.as_ref())
+            {
+                problems.push(format!("DATABASE_URL: {e}"));
+            }
+        }
 
         let price_cache_ttl = match get("PRICE_CACHE_TTL_SECS") {
             None => Duration::from_secs(300),
@@ -374,6 +391,7 @@ impl Config {
                 api_base_urls,
                 internal_secret,
                 database_url: Secret::new(database_url),
+                database_ca,
                 price_cache_ttl,
                 default_prices,
                 wechatpay_timeout,

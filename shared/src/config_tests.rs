@@ -181,3 +181,94 @@ fn public_key_needs_its_id() {
     let err = load(&vars).unwrap_err().to_string();
     assert!(err.contains("WECHAT_PUBLIC_KEY"), "{err}");
 }
+
+fn database_ca_pem() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.self_signed(&key).unwrap().pem()
+}
+
+#[test]
+fn database_tls_settings_are_read_at_start_up() {
+    let mut vars = base();
+    vars.insert(
+        "DATABASE_URL",
+        "mysql://app:dbpassw0rd@db/pay?ssl-mode=verify_identity".into(),
+    );
+    vars.insert("DATABASE_CA_PEM", database_ca_pem().replace('\n', "\\n"));
+    let c = load(&vars).unwrap();
+    assert!(c.database_ca.is_some());
+    assert!(!format!("{c:?}").contains("dbpassw0rd"));
+
+    // A provider's bundle, from a file (Lambda's variables hold 4 KB in all).
+    let dir = std::env::temp_dir().join(format!("wxpay-cfg-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("bundle.pem");
+    std::fs::write(&path, format!("{}{}", database_ca_pem(), database_ca_pem())).unwrap();
+    vars.remove("DATABASE_CA_PEM");
+    vars.insert("DATABASE_CA_PEM_FILE", path.display().to_string());
+    assert!(load(&vars).unwrap().database_ca.is_some());
+    vars.insert("DATABASE_CA_PEM", database_ca_pem());
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(err.contains("not both"), "{err}");
+    vars.remove("DATABASE_CA_PEM");
+    vars.insert("DATABASE_CA_PEM_FILE", "/nonexistent/ca.pem".into());
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(
+        err.contains("DATABASE_CA_PEM_FILE: cannot read /nonexistent/ca.pem"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_database_tls_settings_are_named_in_the_one_start_up_message() {
+    let mut vars = base();
+    vars.remove("WECHAT_APPID");
+    vars.insert(
+        "DATABASE_URL",
+        "mysql://app:dbpassw0rd@db/pay?ssl-mode=sometimes".into(),
+    );
+    vars.insert(
+        "DATABASE_CA_PEM",
+        "-----BEGIN CERTIFICATE-----\nbm9wZQ==\n-----END CERTIFICATE-----".into(),
+    );
+    let err = load(&vars).unwrap_err().to_string();
+    for name in [
+        "WECHAT_APPID",
+        "DATABASE_URL: ssl-mode must be one of",
+        "DATABASE_CA_PEM:",
+    ] {
+        assert!(err.contains(name), "{name} not named in: {err}");
+    }
+    assert!(
+        !err.contains("dbpassw0rd") && !err.contains("bm9wZQ"),
+        "{err}"
+    );
+
+    // A CA nobody would use is as wrong as a missing one.
+    let mut vars = base();
+    vars.insert(
+        "DATABASE_URL",
+        "mysql://app:dbpassw0rd@db/pay?ssl-mode=REQUIRED".into(),
+    );
+    vars.insert("DATABASE_CA_PEM", database_ca_pem());
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(
+        err.contains("DATABASE_CA_PEM is set but ssl-mode=REQUIRED"),
+        "{err}"
+    );
+    vars.insert("DATABASE_URL", "sqlite::memory:".into());
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(err.contains("only a mysql:// store uses it"), "{err}");
+
+    // The driver's own switches would bypass ssl-mode.
+    let mut vars = base();
+    vars.insert(
+        "DATABASE_URL",
+        "mysql://app:dbpassw0rd@db/pay?require_ssl=true".into(),
+    );
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(err.contains("`require_ssl` is not read here"), "{err}");
+}

@@ -239,7 +239,7 @@ impl ApiV3Key {
 
 /// Turns what people paste into environment variables back into PEM text: literal `\n`
 /// sequences, surrounding quotes, or the whole PEM base64-encoded once more.
-fn normalize_pem_text(text: &str) -> Option<String> {
+pub(crate) fn normalize_pem_text(text: &str) -> Option<String> {
     let trimmed = text.trim().trim_matches('"').trim();
     if trimmed.contains("-----BEGIN") {
         return Some(trimmed.replace("\\r\\n", "\n").replace("\\n", "\n"));

@@ -37,7 +37,7 @@ pub struct App {
 impl App {
     /// Builds the state; touches no network (MySQL and TLS are set up on first use).
     pub fn new(config: Config, routes: &'static Routes) -> Result<App, StoreError> {
-        let store = store::open(config.database_url.expose())?;
+        let store = store::open_with_ca(config.database_url.expose(), config.database_ca.as_ref())?;
         Ok(Self::with_store(config, store, routes))
     }
 

@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 
 pub use history::OrderHistory;
 pub use model::*;
-pub use mysql::MySqlStore;
+pub use mysql::{DatabaseCa, MySqlStore, SslMode};
 pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
 pub use sqlite::SqliteStore;
 
@@ -187,8 +187,15 @@ pub trait Store:
 /// (`sqlite::memory:` for a private in-memory database). Connecting to MySQL is lazy:
 /// nothing touches the network until the first query.
 pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    open_with_ca(url, None)
+}
+
+/// [`open`], with `DATABASE_CA_PEM` for a MySQL URL's `ssl-mode=VERIFY_CA|VERIFY_IDENTITY`.
+pub fn open_with_ca(url: &str, ca: Option<&DatabaseCa>) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("mysql://") {
-        Ok(Arc::new(MySqlStore::new(url)?))
+        Ok(Arc::new(MySqlStore::with_ca(url, ca)?))
+    } else if ca.is_some() {
+        Err(ca_without_mysql())
     } else if url == "sqlite::memory:" {
         Ok(Arc::new(SqliteStore::open_in_memory()?))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
@@ -198,4 +205,20 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
             "expected mysql://… or sqlite://PATH".to_string(),
         ))
     }
+}
+
+/// What [`open_with_ca`] would refuse in a MySQL URL and its CA, found without opening
+/// anything (start-up checks the configuration with it).
+pub fn check_mysql_url(url: &str, ca: Option<&DatabaseCa>) -> Result<(), StoreError> {
+    if url.starts_with("mysql://") {
+        MySqlStore::check(url, ca)
+    } else if ca.is_some() {
+        Err(ca_without_mysql())
+    } else {
+        Ok(())
+    }
+}
+
+fn ca_without_mysql() -> StoreError {
+    StoreError::BadUrl("DATABASE_CA_PEM is set, but only a mysql:// store uses it".into())
 }

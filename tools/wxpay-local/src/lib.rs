@@ -130,7 +130,8 @@ impl LocalEnv {
             vars.push((k.clone(), v.clone()));
         }
         let config = Config::from_vars(vars.clone()).map_err(|e| e.to_string())?;
-        let store = store::open(&opts.database_url).map_err(|e| e.to_string())?;
+        let store = store::open_with_ca(&opts.database_url, config.database_ca.as_ref())
+            .map_err(|e| e.to_string())?;
         store.migrate().await.map_err(|e| e.to_string())?;
         let app = Arc::new(App::with_store(
             config,

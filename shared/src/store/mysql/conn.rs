@@ -5,8 +5,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Pool, PoolConstraints, UrlError};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, PoolConstraints, UrlError};
 use tokio::sync::OnceCell;
+
+use super::tls::{self, DatabaseCa, Pools, Tls};
 
 use crate::store::schema::{
     added_columns, exact_identifier_columns, Dialect, ID_TYPE, INDEXES, TABLES, TABLE_NAMES,
@@ -48,7 +50,7 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 
 /// The MySQL store (`mysql://user:pass@host:port/db`).
 pub struct MySqlStore {
-    pool: Pool,
+    pool: Pools,
     schema: OnceCell<()>,
     /// The URL and password, scrubbed from every message we produce.
     secrets: Vec<String>,
@@ -89,9 +91,36 @@ pub(super) fn server_code(e: &mysql_async::Error) -> Option<u16> {
 impl MySqlStore {
     /// Parses the URL and sets up a lazy pool. No connection is made here.
     pub fn new(url: &str) -> Result<Self, StoreError> {
+        Self::with_ca(url, None)
+    }
+
+    /// [`MySqlStore::new`] with `DATABASE_CA_PEM`, the CA that `ssl-mode=VERIFY_CA` or
+    /// `VERIFY_IDENTITY` verifies the server against.
+    pub fn with_ca(url: &str, ca: Option<&DatabaseCa>) -> Result<Self, StoreError> {
+        let (builder, tls, secrets) = Self::options(url, ca)?;
+        Ok(MySqlStore {
+            pool: tls.pools(builder),
+            schema: OnceCell::new(),
+            secrets,
+        })
+    }
+
+    /// Reads the URL exactly as [`MySqlStore::with_ca`] does, without building a pool: the
+    /// start-up check of the configuration.
+    pub fn check(url: &str, ca: Option<&DatabaseCa>) -> Result<(), StoreError> {
+        Self::options(url, ca).map(|_| ())
+    }
+
+    fn options(
+        url: &str,
+        ca: Option<&DatabaseCa>,
+    ) -> Result<(OptsBuilder, Tls, Vec<String>), StoreError> {
         let secrets = secrets_of(url);
-        let opts = Opts::from_url(url)
-            .map_err(|e| StoreError::BadUrl(scrub(&describe_url_error(&e), &secrets)))?;
+        let bad = |message: String| StoreError::BadUrl(scrub(&message, &secrets));
+        // mysql_async does not know MySQL's `ssl-mode`; it gets the URL without it.
+        let (ssl_mode, driver_url) = tls::take_ssl_mode(url).map_err(bad)?;
+        let opts = Opts::from_url(&driver_url).map_err(|e| bad(describe_url_error(&e)))?;
+        let tls = Tls::decide(ssl_mode, &opts, ca).map_err(bad)?;
         let mut pool_opts = opts.pool_opts().clone();
         // An explicit `pool_min`/`pool_max` in the URL wins over our serverless defaults.
         if !url.contains("pool_min=") && !url.contains("pool_max=") {
@@ -113,11 +142,7 @@ impl MySqlStore {
             .init(init)
             .pool_opts(pool_opts)
             .conn_ttl(conn_ttl);
-        Ok(MySqlStore {
-            pool: Pool::new(builder),
-            schema: OnceCell::new(),
-            secrets,
-        })
+        Ok((builder, tls, secrets))
     }
 
     pub(super) fn classify(&self, e: mysql_async::Error) -> StoreError {

@@ -16,6 +16,7 @@
 
 mod conn;
 mod history;
+mod tls;
 
 use mysql_async::prelude::{FromValue, Queryable};
 use mysql_async::{Conn, Params, Row, TxOpts, Value};
@@ -24,6 +25,7 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 pub use conn::MySqlStore;
 use conn::{server_code, Fail, ER_DUP_ENTRY};
+pub use tls::{DatabaseCa, SslMode};
 
 use super::outbox_sql;
 use super::rows::{self, stored, Fields};
