@@ -60,6 +60,10 @@ fn a_wrong_or_repeated_ssl_mode_is_refused_naming_the_choices() {
     );
     let err = take_ssl_mode("mysql://u:p@db/pay?ssl-mode=REQUIRED&ssl-mode=DISABLED").unwrap_err();
     assert!(err.contains("twice"), "{err}");
+    // Percent-encoding does not smuggle a second one past the check.
+    let err =
+        take_ssl_mode("mysql://u:p@db/pay?ssl-mode=REQUIRED&ssl%2Dmode=DISABLED").unwrap_err();
+    assert!(err.contains("twice"), "{err}");
 }
 
 #[test]
