@@ -203,9 +203,8 @@ impl Verifier {
             pem::parse(pem_text.trim()).map_err(|e| format!("not an RSA public key PEM: {e}"))?;
         let pkcs1_der = match block.tag() {
             "PUBLIC KEY" => {
-                let (_, spki) =
-                    x509_parser::x509::SubjectPublicKeyInfo::from_der(block.contents())
-                        .map_err(|e| format!("not an SPKI public key: {e}"))?;
+                let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(block.contents())
+                    .map_err(|e| format!("not an SPKI public key: {e}"))?;
                 match spki.parsed() {
                     Ok(PublicKey::RSA(_)) => spki.subject_public_key.data.to_vec(),
                     Ok(_) => return Err("not an RSA public key".into()),

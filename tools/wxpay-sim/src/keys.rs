@@ -71,9 +71,11 @@ pub fn generate_rsa_key_pair_pem() -> (String, String) {
 
 /// The SPKI public key PEM of a PKCS#8 private key PEM.
 pub fn public_key_pem_of(private_key_pem: &str) -> Result<String, String> {
-    let key =
-        rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(private_key_pem.trim(), &rcgen::PKCS_RSA_SHA256)
-            .map_err(|e| format!("not an RSA PKCS#8 private key: {e}"))?;
+    let key = rcgen::KeyPair::from_pkcs8_pem_and_sign_algo(
+        private_key_pem.trim(),
+        &rcgen::PKCS_RSA_SHA256,
+    )
+    .map_err(|e| format!("not an RSA PKCS#8 private key: {e}"))?;
     Ok(key.public_key_pem())
 }
 

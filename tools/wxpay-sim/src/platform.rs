@@ -43,8 +43,7 @@ impl Identity {
         let (private_pem, public_key_pem) = keys::generate_rsa_key_pair_pem();
         Identity {
             serial: format!("PUB_KEY_ID_{}", crypto::random_digits(32)),
-            signer: Signer::from_pkcs8_pem(&private_pem)
-                .expect("a stored test key loads"),
+            signer: Signer::from_pkcs8_pem(&private_pem).expect("a stored test key loads"),
             public_key_pem,
             cert: None,
         }
