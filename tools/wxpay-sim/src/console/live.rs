@@ -168,13 +168,13 @@ fn notifications(chains: &[&NotificationDelivery]) -> Markup {
                     }
                 }
                 table.attempts {
-                    thead { tr { th { "#" } th { "sent" } th { "status" } th { "answer (first 200 bytes)" } th { "ms" } th { "next retry" } } }
+                    thead { tr { th { "#" } th { "sent (+08:00)" } th { "status" } th { "answer (first 200 bytes)" } th { "ms" } th { "next retry" } } }
                     tbody {
                         @for a in &d.attempts {
                             tr.attempt {
                                 td { (a.number) }
                                 td { (clock(&a.at)) }
-                                td.status class=(if a.acknowledged { "status-ok" } else { "status-bad" }) {
+                                td class={ "status " (if a.acknowledged { "status-ok" } else { "status-bad" }) } {
                                     @match a.status { Some(s) => (s), None => "—" }
                                 }
                                 td.answer {

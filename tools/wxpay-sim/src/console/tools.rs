@@ -32,7 +32,7 @@ pub(super) fn tools(sim: &Simulator) -> Markup {
                 }
             }
             div {
-                h2 { "Trade bill" small { "as GET /v3/bill/tradebill serves it · " (status) } }
+                h2 { "Trade bill" small { (status) } }
                 form.card data-action="bill" {
                     label for="bill-date" { "day (Beijing time)" }
                     input #bill-date type="date" name="date" value=(today);
