@@ -18,4 +18,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "browser: apt-get install chromium chromium-driver"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
-echo "browser: $(/usr/bin/chromium --version), $(/usr/bin/chromedriver --version | cut -d' ' -f1-2)"
+echo "browser: $(/usr/bin/chromium --version 2>/dev/null), $(/usr/bin/chromedriver --version 2>/dev/null | cut -d' ' -f1-2)"

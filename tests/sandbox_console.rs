@@ -275,6 +275,8 @@ async fn a_merchant_answering_500_twice_then_204_shows_three_attempts_and_one_de
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Another order waiting to be paid, as a console usually has.
+    h.create_order("o_console_demo", "premium").await;
     let (no, _) = native_order(&h).await;
     b.client
         .goto(&format!("{}/", h.sim.base_url()))

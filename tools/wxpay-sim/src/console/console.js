@@ -10,7 +10,8 @@
   };
   const say = (label, r, j) => {
     if (!r.ok) return `${label}: ${r.status} ${j.message || j.code || ''}`;
-    if (j.notified === true) return `${label}: the merchant answered ${j.status}`;
+    if (j.notified === true && (j.status === 200 || j.status === 204)) return `${label}: the merchant answered ${j.status}`;
+    if (j.notified === true) return `${label}: the merchant answered ${j.status}, which is not 200 or 204; WeChat Pay will retry`;
     if (j.notified === false && j.error) return `${label}: done, but the notification failed (${j.error}); it will be retried`;
     if (j.number) return `${label}: attempt ${j.number} ${j.status ? 'answered ' + j.status : 'failed: ' + (j.error || '')}`;
     if (j.code && j.openid) return `login code for ${j.openid}: ${j.code}`;
@@ -40,7 +41,9 @@
     b.disabled = true;
     try {
       const [r, j] = await post(b.dataset.post);
-      flash(say(b.dataset.label || b.textContent, r, j), r.ok);
+      const acknowledged = j.notified !== true || j.status === 200 || j.status === 204;
+      const retried = j.number === undefined || j.acknowledged !== false;
+      flash(say(b.dataset.label || b.textContent, r, j), r.ok && acknowledged && retried);
       if (b.dataset.show && r.ok) document.getElementById(b.dataset.show).textContent = j.code || '';
     } catch (err) {
       flash(String(err), false);
