@@ -19,12 +19,14 @@
 
 //! The modules import one way only, from the resources at the top down to plain data:
 //!
-//! - the server ([`server`]) dispatches to the merchant API ([`api`]), the control API
-//!   ([`control`]) and the console and cashier ([`console`]);
-//! - the resources: payments, refunds, notifications (sent and retried), the trade bill
-//!   ([`bill`], which knows neither the server nor the [`Simulator`]);
-//! - the running simulator ([`sim`]), what it remembers ([`state`], [`model`],
-//!   [`deliveries`]) and the primitives below ([`crypto`], [`keys`], [`platform`], …).
+//! - the server (`server`) dispatches to the merchant API (`api`), the control API
+//!   (`control`) and the console and cashier (`console`);
+//! - the resources: `payments`, `refunds`, `notifications` (sent and retried), the trade
+//!   bill ([`bill`], which knows neither the server nor the [`Simulator`]);
+//! - the running simulator (`sim`), what it remembers (`state`, `model`, `deliveries`) and
+//!   the primitives below ([`crypto`], [`keys`], `platform`, …).
+//!
+//! `tests/layers.rs` checks that no module imports one that imports it back.
 
 mod api;
 mod auth;

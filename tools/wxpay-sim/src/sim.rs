@@ -141,7 +141,7 @@ impl Simulator {
 
     /// Issues a new platform certificate: `/v3/certificates` serves both and the new one
     /// signs from now on, as when WeChat Pay rotates certificates. Returns its serial.
-    /// Its key is the next of the stored test keys (see [`keys`]).
+    /// Its key is the next of the stored test keys (see [`crate::keys`]).
     pub fn add_platform_certificate(&self) -> Result<String, SimError> {
         let id = Identity::new_certificate().map_err(SimError::Crypto)?;
         let serial = id.serial.clone();

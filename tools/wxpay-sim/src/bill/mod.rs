@@ -14,8 +14,8 @@
 
 //!
 //! Everything about the bill is here: the file ([`file`]), how tests make it disagree with
-//! the truth ([`desk`]), the two API endpoints ([`endpoint`]) and the control API routes
-//! ([`control`]). It reads orders and refunds and knows neither the server nor the
+//! the truth (`desk`), the two API endpoints (`endpoint`) and the control API routes
+//! (`control`). It reads orders and refunds and knows neither the server nor the
 //! [`Simulator`](crate::Simulator), which forwards to it.
 
 pub(crate) mod control;
