@@ -95,6 +95,43 @@ async fn a_native_order_shows_a_qr_code_of_its_code_url_and_pay_pays_it() {
         .await;
     let shot = b.screenshot("console").await;
     eprintln!("screenshot: {}", shot.display());
+
+    // The tools: a login code for an openid, and today's bill with the payment in it.
+    b.set_value("#openid", "o_browser_user").await;
+    click(&b, "form[data-action=login] button[type=submit]").await;
+    let code = text_when(&b, "#login-code", |t| t.len() == 32).await;
+    let (status, login) = h.call(json!({ "type": "wxpay_login", "code": code })).await;
+    assert_eq!(status, 200, "the code logs in: {login}");
+    click(&b, "form[data-action=bill] button[value=view]").await;
+    let bill = text_when(&b, "#bill-file", |t| t.contains(&no)).await;
+    assert!(bill.starts_with("交易时间,"), "{bill}");
+    b.client
+        .execute(
+            "document.getElementById('bill-file').scrollIntoView({block: 'center'});",
+            vec![],
+        )
+        .await
+        .unwrap();
+    b.screenshot("console-tools").await;
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.wait_for(css).await.click().await.unwrap();
+}
+
+/// The text of `css` once `check` holds (up to 15 s).
+async fn text_when(b: &Browser, css: &str, check: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    for _ in 0..150 {
+        if let Ok(e) = b.client.find(Locator::Css(css)).await {
+            last = e.text().await.unwrap_or_default();
+            if check(&last) {
+                return last;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("`{css}` never showed what was expected; last: {last}");
 }
 
 /// `wx.requestPayment`'s parameters for a JSAPI order made through the router.

@@ -274,3 +274,82 @@ async fn the_cashier_takes_app_parameters_too() {
         "{why}"
     );
 }
+
+#[tokio::test]
+async fn each_kind_of_order_and_refund_shows_what_moves_it_on() {
+    let sim = start(PlatformMode::Certificate).await;
+    let c = sim.config().clone();
+    let base = json!({"appid": c.appid, "mchid": c.mchid, "description": "d",
+        "notify_url": NO_RECEIVER, "amount": {"total": 100}});
+    let with = |no: &str, extra: Value| {
+        let mut b = base.clone();
+        b["out_trade_no"] = json!(no);
+        if let (Some(b), Some(e)) = (b.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        b.to_string()
+    };
+    let r = call(
+        &sim,
+        "POST",
+        "/v3/pay/transactions/native",
+        Some(&with("ORDER_kind_nat", json!({}))),
+    )
+    .await;
+    let code_url = r.json()["code_url"].as_str().unwrap().to_string();
+    let h5 = json!({"scene_info": {"payer_client_ip": "203.0.113.9", "h5_info": {"type": "Wap"}}});
+    let r = call(
+        &sim,
+        "POST",
+        "/v3/pay/transactions/h5",
+        Some(&with("ORDER_kind_h5x", h5)),
+    )
+    .await;
+    let h5_url = r.json()["h5_url"].as_str().unwrap().to_string();
+    prepay_jsapi(&sim, "ORDER_kind_paid", 100, NO_RECEIVER).await;
+    sim.mark_paid_silently("ORDER_kind_paid").await.unwrap();
+    let body = json!({"out_trade_no": "ORDER_kind_paid", "out_refund_no": "RF_kind_01",
+        "amount": {"refund": 30, "total": 100, "currency": "CNY"}})
+    .to_string();
+    assert_eq!(
+        call(&sim, "POST", "/v3/refund/domestic/refunds", Some(&body))
+            .await
+            .status,
+        200
+    );
+
+    let (_, page) = get(&sim, "/console/live").await;
+    let card = |attr: &str, no: &str| -> String {
+        let start = page.find(&format!("{attr}=\"{no}\"")).expect(no);
+        let end = page[start + 1..]
+            .find("<div class=\"card")
+            .map_or(page.len(), |e| start + 1 + e);
+        page[start..end].to_string()
+    };
+    let native = card("data-out-trade-no", "ORDER_kind_nat");
+    assert!(
+        native.contains("<svg") && native.contains(&code_url),
+        "{native}"
+    );
+    for label in [">Pay<", ">Pay silently<", ">Fail<", ">Close<"] {
+        assert!(native.contains(label), "{label}");
+    }
+    let h5 = card("data-out-trade-no", "ORDER_kind_h5x");
+    assert!(h5.contains(&h5_url.replace('&', "&amp;")), "{h5}");
+    assert!(!h5.contains("<svg"));
+    let paid = card("data-out-trade-no", "ORDER_kind_paid");
+    assert!(paid.contains("REFUND") && !paid.contains(">Pay<"), "{paid}");
+    let refund = card("data-out-refund-no", "RF_kind_01");
+    assert!(
+        refund.contains("/sim/refunds/RF_kind_01/complete?status=SUCCESS"),
+        "{refund}"
+    );
+    for label in [">Complete<", ">Abnormal<", ">Close<"] {
+        assert!(refund.contains(label), "{label}");
+    }
+    // Newest first.
+    let at = |no: &str| page.find(no).unwrap();
+    assert!(
+        at("ORDER_kind_paid") < at("ORDER_kind_h5x") && at("ORDER_kind_h5x") < at("ORDER_kind_nat")
+    );
+}

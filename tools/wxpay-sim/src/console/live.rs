@@ -1,7 +1,7 @@
 //! The part of the console that refreshes itself: orders, refunds and their notifications.
 
 use maud::{html, Markup, PreEscaped};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use qrcode::render::svg;
 use qrcode::QrCode;
 
@@ -13,9 +13,16 @@ use crate::sim::{lock, Simulator};
 /// More would make the page slow to fetch every two seconds.
 const SHOWN: usize = 100;
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// A path segment of the control API.
 fn seg(s: &str) -> String {
-    utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// The time of day of an RFC 3339 time, as the console shows it.
