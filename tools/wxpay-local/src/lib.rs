@@ -1,6 +1,6 @@
 //! The whole payment flow on one machine, for the local runner and the end-to-end tests:
 //! the router (every type) in local HTTP mode, the WeChat Pay simulator, and a fake
-//! business backend, wired with freshly generated merchant keys.
+//! business backend, wired with merchant keys from the simulator's stored test keys.
 
 pub mod backend;
 pub mod lambda_api;
@@ -36,7 +36,7 @@ pub struct LocalOptions {
     pub extra_vars: Vec<(String, String)>,
     /// Print what the fake backend receives.
     pub verbose_backend: bool,
-    /// Fresh keys (the runner) or the process-wide test keys (tests: faster).
+    /// Keys of its own (the runner) or the process-wide test merchant keys (tests).
     pub fresh_keys: bool,
 }
 

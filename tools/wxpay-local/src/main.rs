@@ -1,6 +1,7 @@
 //! `cargo run -p wxpay-local`: the whole payment flow on this machine, no WeChat account
 //! and no MySQL. Starts the router on 127.0.0.1:9000, the WeChat Pay simulator on :9100 and
-//! a fake business backend on :9200, with fresh merchant keys and an embedded SQLite store.
+//! a fake business backend on :9200, with merchant keys of its own and an embedded SQLite
+//! store. The first line it prints is the address of the simulator's console.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -49,7 +50,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    println!("Generating merchant keys and starting the local payment stack…");
     let env = match LocalEnv::start(options.clone()).await {
         Ok(env) => env,
         Err(e) => {
@@ -66,8 +66,12 @@ async fn main() -> ExitCode {
     let s = env.sim.base_url();
     let secret = options.internal_secret.clone().unwrap_or_default();
     println!(
+        "Sandbox console: {s}/   (orders, QR codes, Pay buttons, every notification attempt; cashier at {s}/cashier; no money moves)"
+    );
+    println!(
         r#"
 wxpay functions running locally
+  sandbox console      {s}/   cashier: {s}/cashier
   router (all types)   {r}/pay        health: {r}/healthz
   WeChat Pay simulator {s}
   business backend     {b}   (prints every payment notification it receives)
@@ -83,7 +87,10 @@ wxpay functions running locally
    curl -s {r}/pay -H 'Authorization: Bearer TOKEN' -d '{{"type":"wxpay_order","packageType":"premium"}}'
    …or a Native (QR code) order, which needs no login:
    curl -s {r}/pay -d '{{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}}'
-3. Let the simulator pay it (it sends a signed, encrypted notification to the router):
+3. Let the simulator pay it (it sends a signed, encrypted notification to the router, and
+   sends it again on WeChat Pay's schedule until the router answers 200 or 204; set
+   SIM_RETRY_SCALE=0.01 to play the schedule 100 times faster). Or press Pay in the console,
+   or paste a JSAPI order's answer into the cashier:
    curl -s -X POST {s}/sim/pay/OUT_TRADE_NO
 4. Query it (the order row is now `paid`, and the backend above printed the delivery):
    curl -s {r}/pay -H 'Authorization: Bearer TOKEN' -d '{{"type":"wxpay_query_order_by_out_trade_no","outTradeNo":"OUT_TRADE_NO"}}'

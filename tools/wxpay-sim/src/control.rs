@@ -1,117 +1,218 @@
-//! Fault injection over the control API, so a harness in any language can make the next
-//! answers fail the way WeChat Pay (or the network) sometimes does.
-//!
-//! `POST /sim/faults` with
-//! `{"path": "/v3/pay/transactions/jsapi", "times": 1, "kind": "status", "status": 500,
-//!   "code": "SYSTEM_ERROR", "message": "系统错误"}`; `DELETE /sim/faults` clears them.
+//! The unauthenticated control API (`/sim/…`), for people, the console and test harnesses
+//! in any language. Each route moves something on as WeChat Pay or the payer would.
 
-use std::time::Duration;
+use serde_json::json;
 
-use serde::Deserialize;
+use crate::bill::control::{self as bill_control, Answer};
+use crate::error::SimError;
+use crate::faults::parse_fault;
+use crate::model::RefundOutcome;
+use crate::notify::NotifyOutcome;
+use crate::respond::{build_response, plain_json, HttpResponse};
+use crate::sim::{lock, Simulator};
 
-use crate::{Fault, FaultKind};
+/// Every route, for the 404 and `wxpay-sim --help`.
+pub const ROUTES: &str = "\
+POST /sim/pay/{out_trade_no}                      paid; TRANSACTION.SUCCESS sent, retried until acknowledged
+POST /sim/pay-silently/{out_trade_no}             paid, the notification is lost
+POST /sim/fail/{out_trade_no}                     the payment fails (PAYERROR)
+POST /sim/close/{out_trade_no}                    closed at WeChat Pay
+POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
+POST /sim/refunds/{out_refund_no}/complete-silently?status=SUCCESS|ABNORMAL|CLOSED
+GET  /sim/notifications[?about={out_trade_no|out_refund_no}]   every notification and its attempts
+POST /sim/notifications/{id}/retry                send the next attempt now
+POST /sim/notifications/retry-scale?scale=0.01    play the retry schedule faster (SIM_RETRY_SCALE)
+POST /sim/login-codes?openid=…[&errcode=40226]    a wx.login() code for GET /sns/jscode2session
+POST /sim/faults {\"path\":\"/v3/pay/\",\"kind\":\"status\",\"status\":500}   DELETE /sim/faults
+POST /sim/faults/refund-late?delay_ms=N&times=K   accept the next refund(s), answer late
+GET  /sim/orders[/{out_trade_no}]                 GET /sim/refunds[/{out_refund_no}]
+POST /sim/bill/drop/{out_trade_no|out_refund_no}  leave it out of the trade bill
+POST /sim/bill/amount/{out_trade_no|out_refund_no}?fen=N   the bill shows N fen
+POST /sim/bill/hash?broken=true                   hash_value no longer matches the file
+POST /sim/bill/early?on=true                      serve today's bill now
+POST /sim/bill/reset                              forget drops, amounts and the broken hash
+GET  /sim/bill/{yyyy-MM-dd}[/file]                the trade bill as JSON, or the file";
 
-/// What a harness sends; `kind` picks which of the other fields matter.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FaultSpec {
-    /// Requests whose path (query excluded) starts with this are affected.
-    path: String,
-    #[serde(default = "one")]
-    times: usize,
-    kind: String,
-    status: Option<u16>,
-    code: Option<String>,
-    message: Option<String>,
-    delay_ms: Option<u64>,
-    signature_type: Option<String>,
+fn sim_error(e: &SimError) -> HttpResponse {
+    let (status, code) = match e {
+        SimError::OrderNotFound(_) => (404, "ORDER_NOT_EXIST"),
+        SimError::RefundNotFound(_) => (404, "RESOURCE_NOT_EXISTS"),
+        SimError::InvalidState(_) => (409, "INVALID_STATE"),
+        SimError::NoNotifyUrl(_) | SimError::Delivery(_) => (502, "DELIVERY_FAILED"),
+        SimError::Crypto(_) => (500, "SYSTEM_ERROR"),
+    };
+    plain_json(status, &json!({ "code": code, "message": e.to_string() }))
 }
 
-fn one() -> usize {
-    1
+fn bad(message: impl Into<String>) -> HttpResponse {
+    plain_json(
+        400,
+        &json!({ "code": "PARAM_ERROR", "message": message.into() }),
+    )
 }
 
-pub(crate) const KINDS: &str =
-    "status, delay, bad_signature, unsigned, signtest_probe, signature_type, disconnect";
+fn notified(result: Result<NotifyOutcome, SimError>) -> HttpResponse {
+    match result {
+        Ok(o) => plain_json(
+            200,
+            &json!({ "notified": true, "status": o.status, "body": o.body }),
+        ),
+        // The state changed; only the notification did not get through (it is retried).
+        Err(e @ (SimError::Delivery(_) | SimError::NoNotifyUrl(_))) => {
+            plain_json(200, &json!({ "notified": false, "error": e.to_string() }))
+        }
+        Err(e) => sim_error(&e),
+    }
+}
 
-/// Reads a fault from a control API body; the error says what to fix.
-pub(crate) fn parse_fault(body: &[u8]) -> Result<Fault, String> {
-    let spec: FaultSpec =
-        serde_json::from_slice(body).map_err(|e| format!("not a fault description: {e}"))?;
-    if !spec.path.starts_with('/') {
-        return Err(format!("path must start with /, got `{}`", spec.path));
-    }
-    if spec.times == 0 {
-        return Err("times must be at least 1".into());
-    }
-    let kind = match spec.kind.as_str() {
-        "status" => {
-            let status = spec.status.ok_or("kind status needs `status`")?;
-            if !(400..=599).contains(&status) {
-                return Err(format!("status must be 400..599, got {status}"));
+/// A query parameter, percent-decoded.
+pub(crate) fn param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+fn outcome(query: &str) -> Result<RefundOutcome, String> {
+    RefundOutcome::parse(&param(query, "status").unwrap_or_else(|| "SUCCESS".into()))
+}
+
+pub(crate) async fn handle(
+    sim: &Simulator,
+    method: &str,
+    segs: &[&str],
+    query: &str,
+    body: &[u8],
+) -> HttpResponse {
+    {
+        let mut st = lock(&sim.inner.state);
+        let st = &mut *st;
+        let answer =
+            bill_control::route(&st.orders, &st.refunds, &mut st.bill, method, segs, query);
+        match answer {
+            Some(Answer::Json(status, v)) => return plain_json(status, &v),
+            Some(Answer::File { name, file }) => {
+                return build_response(
+                    200,
+                    vec![
+                        ("Content-Type", "text/csv; charset=utf-8".into()),
+                        (
+                            "Content-Disposition",
+                            format!("attachment; filename=\"{name}\""),
+                        ),
+                    ],
+                    file,
+                )
             }
-            FaultKind::Status(
-                status,
-                spec.code.unwrap_or_else(|| "SYSTEM_ERROR".into()),
-                spec.message.unwrap_or_else(|| "系统错误".into()),
+            None => {}
+        }
+    }
+    match (method, segs) {
+        ("POST", ["sim", "pay", no]) => notified(sim.pay(no).await),
+        ("POST", ["sim", "pay-silently", no]) => match sim.mark_paid(no) {
+            Ok(o) => plain_json(200, &json!({ "notified": false, "order": o })),
+            Err(e) => sim_error(&e),
+        },
+        ("POST", ["sim", "fail", no]) => match sim.fail_payment(no) {
+            Ok(o) => plain_json(200, &json!({ "order": o })),
+            Err(e) => sim_error(&e),
+        },
+        ("POST", ["sim", "close", no]) => match sim.close_order(no) {
+            Ok(o) => plain_json(200, &json!({ "order": o })),
+            Err(e) => sim_error(&e),
+        },
+        ("POST", ["sim", "refunds", no, "complete"]) => match outcome(query) {
+            Ok(outcome) => notified(sim.complete_refund(no, outcome).await),
+            Err(e) => bad(e),
+        },
+        ("POST", ["sim", "refunds", no, "complete-silently"]) => match outcome(query) {
+            Ok(outcome) => match sim.complete_refund_silently(no, outcome) {
+                Ok(r) => plain_json(200, &json!({ "notified": false, "refund": r })),
+                Err(e) => sim_error(&e),
+            },
+            Err(e) => bad(e),
+        },
+        ("GET", ["sim", "notifications"]) => {
+            let list = match param(query, "about") {
+                Some(no) => sim.notification_deliveries_for(&no),
+                None => sim.notification_deliveries(),
+            };
+            plain_json(200, &json!(list))
+        }
+        ("POST", ["sim", "notifications", "retry-scale"]) => {
+            let scale = param(query, "scale").unwrap_or_default();
+            match crate::deliveries::parse_scale(&scale)
+                .and_then(|s| sim.set_notification_retry_scale(s))
+            {
+                Ok(()) => plain_json(200, &json!({ "scale": sim.notification_retry_scale() })),
+                Err(e) => bad(e),
+            }
+        }
+        ("POST", ["sim", "notifications", id, "retry"]) => {
+            let Ok(id) = id.parse::<u64>() else {
+                return bad("POST /sim/notifications/{id}/retry: id is a number");
+            };
+            match sim.retry_notification_now(id).await {
+                Ok(attempt) => plain_json(200, &json!(attempt)),
+                Err(e @ crate::notifications::RetryRefused::NoSuchNotification(_)) => plain_json(
+                    404,
+                    &json!({ "code": "RESOURCE_NOT_EXISTS", "message": e.to_string() }),
+                ),
+                Err(e) => plain_json(
+                    409,
+                    &json!({ "code": "INVALID_STATE", "message": e.to_string() }),
+                ),
+            }
+        }
+        ("POST", ["sim", "login-codes"]) => {
+            let Some(openid) = param(query, "openid").filter(|o| !o.is_empty()) else {
+                return bad("give ?openid=… (and optionally &errcode=40226|45011|…)");
+            };
+            let errcode = param(query, "errcode").and_then(|c| c.parse::<i64>().ok());
+            let code = lock(&sim.inner.logins).issue(&openid, errcode);
+            plain_json(200, &json!({ "code": code, "openid": openid }))
+        }
+        ("POST", ["sim", "faults", "refund-late"]) => {
+            let number = |name: &str| param(query, name).and_then(|v| v.parse::<u64>().ok());
+            let delay = std::time::Duration::from_millis(number("delay_ms").unwrap_or(10_000));
+            let times = number("times").unwrap_or(1) as usize;
+            sim.answer_refunds_late(delay, times);
+            plain_json(
+                200,
+                &json!({ "armed": times, "delayMs": delay.as_millis() as u64 }),
             )
         }
-        "delay" => FaultKind::Delay(Duration::from_millis(
-            spec.delay_ms.ok_or("kind delay needs `delay_ms`")?,
-        )),
-        "bad_signature" => FaultKind::BadSignature,
-        "unsigned" => FaultKind::Unsigned,
-        "signtest_probe" => FaultKind::SignTestProbe,
-        "signature_type" => {
-            let named = spec
-                .signature_type
-                .ok_or("kind signature_type needs `signature_type` (\"\" leaves the header out)")?;
-            // It becomes a header value: printable ASCII only, or the answer itself breaks.
-            if !named.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-                return Err("signature_type must be printable ASCII".into());
+        ("POST", ["sim", "faults"]) => match parse_fault(body) {
+            Ok(fault) => {
+                sim.inject_fault(fault);
+                plain_json(200, &json!({ "injected": true }))
             }
-            FaultKind::SignatureType(named)
+            Err(message) => bad(message),
+        },
+        ("DELETE", ["sim", "faults"]) => {
+            sim.clear_faults();
+            plain_json(200, &json!({ "cleared": true }))
         }
-        "disconnect" => FaultKind::Disconnect,
-        other => return Err(format!("unknown kind `{other}` ({KINDS})")),
-    };
-    Ok(Fault::new(spec.path, spec.times, kind))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_every_kind_and_refuses_what_it_cannot_apply() {
-        let f = parse_fault(br#"{"path":"/v3/pay/","kind":"status","status":500}"#).unwrap();
-        assert_eq!(f.times, 1);
-        assert!(matches!(f.kind, FaultKind::Status(500, ref c, _) if c == "SYSTEM_ERROR"));
-        let f =
-            parse_fault(br#"{"path":"/v3/","times":2,"kind":"delay","delay_ms":1500}"#).unwrap();
-        assert!(matches!(f.kind, FaultKind::Delay(d) if d == Duration::from_millis(1500)));
-        let f = parse_fault(
-            br#"{"path":"/v3/","kind":"signature_type","signature_type":"WECHATPAY2-SM2-WITH-SM3"}"#,
-        )
-        .unwrap();
-        assert!(
-            matches!(f.kind, FaultKind::SignatureType(ref t) if t == "WECHATPAY2-SM2-WITH-SM3")
-        );
-        for bad in [
-            &br#"{"path":"/v3/","kind":"status"}"#[..],
-            br#"{"path":"/v3/","kind":"status","status":200}"#,
-            br#"{"path":"v3","kind":"unsigned"}"#,
-            br#"{"path":"/v3/","kind":"unsigned","times":0}"#,
-            br#"{"path":"/v3/","kind":"explode"}"#,
-            br#"{"path":"/v3/","kind":"unsigned","typo":1}"#,
-            br#"{"path":"/v3/","kind":"signature_type","signature_type":"A\r\nX-Evil: 1"}"#,
-            b"not json",
-        ] {
-            assert!(
-                parse_fault(bad).is_err(),
-                "{}",
-                String::from_utf8_lossy(bad)
-            );
-        }
+        ("GET", ["sim", "orders"]) => plain_json(200, &json!(sim.orders())),
+        ("GET", ["sim", "orders", no]) => match sim.order(no) {
+            Some(o) => plain_json(200, &json!(o)),
+            None => sim_error(&SimError::OrderNotFound(no.to_string())),
+        },
+        ("GET", ["sim", "refunds"]) => plain_json(200, &json!(sim.refunds())),
+        ("GET", ["sim", "refunds", no]) => match sim.refund(no) {
+            Some(r) => plain_json(200, &json!(r)),
+            None => sim_error(&SimError::RefundNotFound(no.to_string())),
+        },
+        _ => plain_json(
+            404,
+            &json!({
+                "code": "NOT_FOUND",
+                "message": format!("control API:\n{ROUTES}"),
+            }),
+        ),
     }
 }

@@ -7,8 +7,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{self, RsaKeyPair, UnparsedPublicKey};
-use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
-use rsa::pkcs8::DecodePublicKey;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -162,6 +160,11 @@ impl Signer {
         Ok(Signer { key })
     }
 
+    /// The key's size in bytes (256 for RSA-2048).
+    pub fn modulus_len(&self) -> usize {
+        self.key.public().modulus_len()
+    }
+
     /// base64 of the signature over `message`.
     pub fn sign_base64(&self, message: &[u8]) -> String {
         let mut sig = vec![0u8; self.key.public().modulus_len()];
@@ -194,15 +197,28 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     /// Accepts an SPKI `PUBLIC KEY` or a PKCS#1 `RSA PUBLIC KEY` PEM.
     pub fn from_pem(pem_text: &str) -> Result<Verifier, String> {
-        let key = rsa::RsaPublicKey::from_public_key_pem(pem_text.trim())
-            .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem_text.trim()))
-            .map_err(|e| format!("not an RSA public key PEM: {e}"))?;
-        let der = key
-            .to_pkcs1_der()
-            .map_err(|e| format!("cannot encode the public key: {e}"))?;
-        Ok(Verifier {
-            pkcs1_der: der.as_bytes().to_vec(),
-        })
+        use x509_parser::prelude::FromDer;
+        use x509_parser::public_key::PublicKey;
+        let block =
+            pem::parse(pem_text.trim()).map_err(|e| format!("not an RSA public key PEM: {e}"))?;
+        let pkcs1_der = match block.tag() {
+            "PUBLIC KEY" => {
+                let (_, spki) = x509_parser::x509::SubjectPublicKeyInfo::from_der(block.contents())
+                    .map_err(|e| format!("not an SPKI public key: {e}"))?;
+                match spki.parsed() {
+                    Ok(PublicKey::RSA(_)) => spki.subject_public_key.data.to_vec(),
+                    Ok(_) => return Err("not an RSA public key".into()),
+                    Err(e) => return Err(format!("not an RSA public key: {e}")),
+                }
+            }
+            "RSA PUBLIC KEY" => block.contents().to_vec(),
+            other => return Err(format!("expected a PUBLIC KEY PEM, got {other}")),
+        };
+        // Both shapes end as PKCS#1 RSAPublicKey DER: check it is one now, not at the
+        // first signature.
+        x509_parser::public_key::RSAPublicKey::from_der(&pkcs1_der)
+            .map_err(|e| format!("not an RSA public key: {e}"))?;
+        Ok(Verifier { pkcs1_der })
     }
 
     pub fn verify_base64(&self, message: &[u8], signature_b64: &str) -> bool {

@@ -10,31 +10,31 @@ use std::time::Duration;
 use wxpay_sim::keys::MerchantKeys;
 use wxpay_sim::{PlatformMode, SimConfig, Simulator};
 
-const USAGE: &str = "\
+fn usage() -> String {
+    format!(
+        "\
 usage: wxpay-sim [--out DIR] [--mode certificate|public-key|mixed]
 
 Starts a WeChat Pay API v3 simulator and writes the merchant key, the platform keys and
 a sim.env file with the product's WECHAT_* variables into DIR (default ./sim-keys).
+Its console is at http://SIM_ADDR/ and its cashier at http://SIM_ADDR/cashier.
 
 environment:
   SIM_ADDR              listen address (default 127.0.0.1:9100)
   SIM_MODE              like --mode (default certificate)
   SIM_AUTO_REFUND_SECS  complete refunds automatically after this many seconds
+  SIM_RETRY_SCALE       factor on WeChat Pay's notification retry schedule
+                        (15s, 15s, 30s, 3m, 10m, … 6h); 0.01 plays it 100 times faster
   SIM_LOG               log level: error, warn, info (default), debug
 
 control API (no signature needed):
-  POST /sim/pay/{out_trade_no}
-  POST /sim/login-codes?openid=…      a wx.login() code for GET /sns/jscode2session
-  POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
-  POST /sim/faults/refund-late?delay_ms=N&times=K   accept the next refund(s), answer late
-  POST /sim/faults {\"path\":\"/v3/pay/\",\"kind\":\"status\",\"status\":500}   DELETE /sim/faults
-  GET  /sim/orders[/{out_trade_no}]   GET /sim/refunds[/{out_refund_no}]
-  POST /sim/pay-silently/{out_trade_no}                 paid, the notification is lost
-  POST /sim/refunds/{out_refund_no}/complete-silently?status=SUCCESS
-  POST /sim/bill/drop/{out_trade_no|out_refund_no}      leave it out of the trade bill
-  POST /sim/bill/amount/{out_trade_no|out_refund_no}?fen=N   the bill shows N fen
-  POST /sim/bill/early?on=true   serve today's bill now   POST /sim/bill/reset
-  GET  /sim/bill/{yyyy-MM-dd}    the trade bill as GET /v3/bill/tradebill serves it";
+{}",
+        wxpay_sim::CONTROL_API_ROUTES
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    )
+}
 
 struct Args {
     out: PathBuf,
@@ -61,7 +61,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
-            println!("{USAGE}");
+            println!("{}", usage());
             std::process::exit(0);
         } else if arg == "--out" {
             out = PathBuf::from(args.next().ok_or("--out needs a directory")?);
@@ -158,7 +158,7 @@ async fn main() {
 }
 
 async fn run() -> Result<(), String> {
-    let args = parse_args().map_err(|e| format!("{e}\n\n{USAGE}"))?;
+    let args = parse_args().map_err(|e| format!("{e}\n\n{}", usage()))?;
     init_logging();
     let addr: SocketAddr = std::env::var("SIM_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:9100".to_string())
@@ -191,6 +191,11 @@ async fn run() -> Result<(), String> {
         "wxpay-sim listening on {} ({:?} mode)",
         sim.base_url(),
         args.mode
+    );
+    println!(
+        "console: {}/   cashier: {}/cashier   (a simulator: no money moves)",
+        sim.base_url(),
+        sim.base_url()
     );
     println!(
         "wrote keys and sim.env to {}; product variables:",

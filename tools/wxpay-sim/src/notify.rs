@@ -148,6 +148,16 @@ impl SignedNotification {
         self.with_header("Wechatpay-Signature", sig)
     }
 
+    /// The same notification signed anew with a fresh timestamp and nonce, as a retry is
+    /// sent (one sent hours later must still be within the merchant's ±300 s).
+    pub(crate) fn refreshed(&self) -> SignedNotification {
+        let mut n = self.clone();
+        n.set_header("Wechatpay-Timestamp", crypto::unix_now().to_string());
+        n.set_header("Wechatpay-Nonce", crypto::nonce32());
+        n.resign();
+        n
+    }
+
     /// Re-signs `Wechatpay-Timestamp`, `Wechatpay-Nonce` and the current body.
     pub fn resign(&mut self) {
         let ts = self

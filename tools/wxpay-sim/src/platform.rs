@@ -43,8 +43,7 @@ impl Identity {
         let (private_pem, public_key_pem) = keys::generate_rsa_key_pair_pem();
         Identity {
             serial: format!("PUB_KEY_ID_{}", crypto::random_digits(32)),
-            signer: Signer::from_pkcs8_pem(&private_pem)
-                .expect("a freshly generated key must load"),
+            signer: Signer::from_pkcs8_pem(&private_pem).expect("a stored test key loads"),
             public_key_pem,
             cert: None,
         }
@@ -101,7 +100,7 @@ pub struct Platform {
 }
 
 impl Platform {
-    /// Generates the keys `mode` needs (slow: RSA generation; call off the async runtime).
+    /// Makes the identities `mode` needs, from the stored test keys.
     pub fn generate(mode: PlatformMode) -> Result<Platform, String> {
         let certs = match mode {
             PlatformMode::Certificate | PlatformMode::Mixed => {

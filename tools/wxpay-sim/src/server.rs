@@ -1,25 +1,86 @@
-//! HTTP plumbing: the hyper server, response signing, faults and the control API.
+//! HTTP plumbing: starting the server, dispatching each request (merchant API, control
+//! API, console), signing the merchant's answers and applying faults.
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http::Request;
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::api::{self, MerchantRequest, Reply};
-use crate::{auth, control, crypto};
-use crate::{lock, FaultKind, RefundOutcome, SimError, Simulator};
+use crate::api::{self, MerchantRequest};
+use crate::config::SimConfig;
+use crate::deliveries::parse_scale;
+use crate::faults::FaultKind;
+use crate::login::Logins;
+use crate::platform::Platform;
+use crate::reply::Reply;
+use crate::respond::{build_response, plain_json, HttpResponse};
+use crate::sim::{lock, Inner, Simulator};
+use crate::state::State;
+use crate::{auth, bill, console, control, crypto, guard};
 
 /// Larger bodies are refused: no WeChat Pay request comes near this.
 const MAX_BODY: usize = 1 << 20;
+
+fn invalid_input(msg: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
+}
+
+impl Simulator {
+    /// Starts on 127.0.0.1 with a free port.
+    pub async fn start(config: SimConfig) -> std::io::Result<Simulator> {
+        Simulator::start_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr`. `SIM_RETRY_SCALE`, when set, scales the notification retry
+    /// schedule; a value that is not a positive number stops the start, naming it.
+    pub async fn start_on(config: SimConfig, addr: SocketAddr) -> std::io::Result<Simulator> {
+        if config.apiv3_key.len() != 32 {
+            return Err(invalid_input(format!(
+                "apiv3_key must be 32 bytes, it has {}",
+                config.apiv3_key.len()
+            )));
+        }
+        let merchant_key = crypto::Verifier::from_pem(&config.merchant_public_key_pem)
+            .map_err(|e| invalid_input(format!("merchant_public_key_pem: {e}")))?;
+        let platform = Platform::generate(config.mode).map_err(std::io::Error::other)?;
+        let retry_scale = match std::env::var("SIM_RETRY_SCALE") {
+            Ok(v) if !v.trim().is_empty() => parse_scale(&v).map_err(invalid_input)?,
+            _ => 1.0,
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let sim = Simulator {
+            inner: Arc::new(Inner {
+                config,
+                addr,
+                merchant_key,
+                platform: Mutex::new(platform),
+                state: Mutex::new(State::default()),
+                logins: Mutex::new(Logins::default()),
+                retry_scale: Mutex::new(retry_scale),
+                http,
+                shutdown: tokio::sync::Notify::new(),
+            }),
+        };
+        tokio::spawn(serve(listener, sim.clone()));
+        Ok(sim)
+    }
+}
 
 pub(crate) async fn serve(listener: TcpListener, sim: Simulator) {
     loop {
@@ -52,38 +113,7 @@ pub(crate) async fn serve(listener: TcpListener, sim: Simulator) {
     }
 }
 
-fn plain_json(status: u16, v: &Value) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    build_response(
-        status,
-        vec![("Content-Type", "application/json".into())],
-        body,
-    )
-}
-
-fn build_response(
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: Vec<u8>,
-) -> Response<Full<Bytes>> {
-    let mut builder = Response::builder()
-        .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR));
-    for (k, v) in headers {
-        builder = builder.header(k, v);
-    }
-    builder
-        .body(Full::new(Bytes::from(body)))
-        .unwrap_or_else(|_| {
-            let mut r = Response::new(Full::new(Bytes::new()));
-            *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
-}
-
-async fn handle(
-    sim: Simulator,
-    req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, io::Error> {
+async fn handle(sim: Simulator, req: Request<Incoming>) -> Result<HttpResponse, io::Error> {
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let path_and_query = req
@@ -106,14 +136,23 @@ async fn handle(
     }
 
     let is_control = path == "/sim" || path.starts_with("/sim/");
-    if !is_control {
+    let is_page = console::serves(&path);
+    if is_control || is_page {
+        if let Some(why) = guard::refusal(&method, req.headers(), sim.inner.addr) {
+            tracing::warn!(%method, %path, %why, "refused a browser request");
+            return Ok(plain_json(
+                403,
+                &json!({ "code": "CROSS_SITE_REFUSED", "message": why }),
+            ));
+        }
+    } else {
         let mut st = lock(&sim.inner.state);
         *st.hits.entry(path.clone()).or_default() += 1;
     }
 
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(c) => c.to_bytes(),
-        Err(e) if is_control => {
+        Err(e) if is_control || is_page => {
             return Ok(plain_json(
                 400,
                 &json!({ "code": "PARAM_ERROR", "message": format!("cannot read the body: {e}") }),
@@ -125,7 +164,20 @@ async fn handle(
         }
     };
     if is_control {
-        return Ok(control(&sim, &method, &path, &query, &body).await);
+        let segs: Vec<String> = path
+            .trim_start_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        return Ok(control::handle(&sim, &method, &segs, &query, &body).await);
+    }
+    if is_page {
+        return Ok(console::handle(&sim, &method, &path, &query, &body).await);
     }
 
     let fault = lock(&sim.inner.state).take_fault(&path);
@@ -153,8 +205,8 @@ async fn handle(
     };
     if method == "GET" && path == "/v3/billdownload/file" {
         // The bill file is the one answer WeChat Pay does not sign: its hash vouches for it.
-        let file =
-            api::authenticate(&sim, &request).and_then(|_| crate::bill::download(&sim, &query));
+        let file = api::authenticate(&sim, &request)
+            .and_then(|_| bill::endpoint::download(&lock(&sim.inner.state).bill, &query));
         return Ok(match file {
             Ok(file) => build_response(
                 200,
@@ -176,7 +228,7 @@ async fn handle(
 }
 
 /// Adds WeChat Pay's response signature headers (or breaks them, for a fault).
-fn sign(sim: &Simulator, reply: Reply, fault: Option<&FaultKind>) -> Response<Full<Bytes>> {
+fn sign(sim: &Simulator, reply: Reply, fault: Option<&FaultKind>) -> HttpResponse {
     let identity = lock(&sim.inner.platform).next_signer();
     let timestamp = crypto::unix_now().to_string();
     let nonce = crypto::nonce32();
@@ -222,142 +274,5 @@ fn corrupt(signature: &str) -> String {
             B64.encode(raw)
         }
         _ => format!("X{signature}"),
-    }
-}
-
-fn sim_error(e: &SimError) -> Response<Full<Bytes>> {
-    let (status, code) = match e {
-        SimError::OrderNotFound(_) => (404, "ORDER_NOT_EXIST"),
-        SimError::RefundNotFound(_) => (404, "RESOURCE_NOT_EXISTS"),
-        SimError::InvalidState(_) => (409, "INVALID_STATE"),
-        SimError::NoNotifyUrl(_) | SimError::Delivery(_) => (502, "DELIVERY_FAILED"),
-        SimError::Crypto(_) => (500, "SYSTEM_ERROR"),
-    };
-    plain_json(status, &json!({ "code": code, "message": e.to_string() }))
-}
-
-fn notified(result: Result<crate::NotifyOutcome, SimError>) -> Response<Full<Bytes>> {
-    match result {
-        Ok(o) => plain_json(
-            200,
-            &json!({ "notified": true, "status": o.status, "body": o.body }),
-        ),
-        // The state change happened; only the notification did not get through.
-        Err(e @ (SimError::Delivery(_) | SimError::NoNotifyUrl(_))) => {
-            plain_json(200, &json!({ "notified": false, "error": e.to_string() }))
-        }
-        Err(e) => sim_error(&e),
-    }
-}
-
-/// The unauthenticated control API, for people and for test harnesses in any language.
-async fn control(
-    sim: &Simulator,
-    method: &str,
-    path: &str,
-    query: &str,
-    body: &[u8],
-) -> Response<Full<Bytes>> {
-    let segs: Vec<String> = path
-        .trim_start_matches('/')
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
-    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
-    if let Some((status, v)) = crate::bill_control::control(sim, method, &segs, query) {
-        return plain_json(status, &v);
-    }
-    match (method, segs.as_slice()) {
-        ("POST", ["sim", "pay", no]) => notified(sim.pay(no).await),
-        ("POST", ["sim", "refunds", no, "complete"]) => {
-            let status = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("status="))
-                .unwrap_or("SUCCESS");
-            let outcome = match status.to_ascii_uppercase().as_str() {
-                "SUCCESS" => RefundOutcome::Success,
-                "ABNORMAL" => RefundOutcome::Abnormal,
-                "CLOSED" => RefundOutcome::Closed,
-                other => {
-                    return plain_json(
-                        400,
-                        &json!({
-                            "code": "PARAM_ERROR",
-                            "message": format!("status must be SUCCESS, ABNORMAL or CLOSED, not {other}"),
-                        }),
-                    )
-                }
-            };
-            notified(sim.complete_refund(no, outcome).await)
-        }
-        ("POST", ["sim", "login-codes"]) => {
-            let param = |name: &str| {
-                query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix(name))
-                    .map(|v| {
-                        percent_encoding::percent_decode_str(v)
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    })
-            };
-            let Some(openid) = param("openid=").filter(|o| !o.is_empty()) else {
-                return plain_json(
-                    400,
-                    &json!({ "code": "PARAM_ERROR", "message": "give ?openid=… (and optionally &errcode=40226|45011|…)" }),
-                );
-            };
-            let errcode = param("errcode=").and_then(|c| c.parse::<i64>().ok());
-            let code = lock(&sim.inner.logins).issue(&openid, errcode);
-            plain_json(200, &json!({ "code": code, "openid": openid }))
-        }
-        ("POST", ["sim", "faults", "refund-late"]) => {
-            let param = |name: &str| {
-                query.split('&').find_map(|kv| {
-                    kv.strip_prefix(name)
-                        .and_then(|v| v.strip_prefix('='))
-                        .and_then(|v| v.parse::<u64>().ok())
-                })
-            };
-            let delay = std::time::Duration::from_millis(param("delay_ms").unwrap_or(10_000));
-            let times = param("times").unwrap_or(1) as usize;
-            sim.answer_refunds_late(delay, times);
-            plain_json(
-                200,
-                &json!({ "armed": times, "delayMs": delay.as_millis() as u64 }),
-            )
-        }
-        ("POST", ["sim", "faults"]) => match control::parse_fault(body) {
-            Ok(fault) => {
-                sim.inject_fault(fault);
-                plain_json(200, &json!({ "injected": true }))
-            }
-            Err(message) => plain_json(400, &json!({ "code": "PARAM_ERROR", "message": message })),
-        },
-        ("DELETE", ["sim", "faults"]) => {
-            sim.clear_faults();
-            plain_json(200, &json!({ "cleared": true }))
-        }
-        ("GET", ["sim", "orders"]) => plain_json(200, &json!(sim.orders())),
-        ("GET", ["sim", "orders", no]) => match sim.order(no) {
-            Some(o) => plain_json(200, &json!(o)),
-            None => sim_error(&SimError::OrderNotFound(no.to_string())),
-        },
-        ("GET", ["sim", "refunds"]) => plain_json(200, &json!(sim.refunds())),
-        ("GET", ["sim", "refunds", no]) => match sim.refund(no) {
-            Some(r) => plain_json(200, &json!(r)),
-            None => sim_error(&SimError::RefundNotFound(no.to_string())),
-        },
-        _ => plain_json(
-            404,
-            &json!({
-                "code": "NOT_FOUND",
-                "message": "control API: POST /sim/pay/{out_trade_no}, POST /sim/login-codes?openid=…, POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED, POST /sim/faults, DELETE /sim/faults, POST /sim/faults/refund-late?delay_ms=N&times=K, GET /sim/orders[/{out_trade_no}], GET /sim/refunds[/{out_refund_no}]",
-            }),
-        ),
     }
 }

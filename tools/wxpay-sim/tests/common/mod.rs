@@ -350,3 +350,124 @@ pub fn open_notification(sim: &Simulator, n: &Captured) -> (Value, Value) {
         serde_json::from_slice(&plain).expect("JSON resource"),
     )
 }
+
+/// How a scripted merchant answers one notification.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+    /// Hold the answer this long first.
+    pub stall: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Answer {
+        Answer {
+            status,
+            body: String::new(),
+            stall: Duration::ZERO,
+        }
+    }
+
+    pub fn with_body(status: u16, body: &str) -> Answer {
+        Answer {
+            body: body.to_string(),
+            ..Answer::status(status)
+        }
+    }
+}
+
+/// A merchant notification endpoint that answers the n-th notification with `script[n]`
+/// (the last answer repeats) and records what arrived when.
+pub struct Scripted {
+    pub url: String,
+    pub rx: mpsc::UnboundedReceiver<(std::time::Instant, Captured)>,
+}
+
+impl Scripted {
+    pub async fn start(script: Vec<Answer>) -> Scripted {
+        assert!(!script.is_empty());
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().expect("receiver addr");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let script = std::sync::Arc::new(script);
+        let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tx, script, seen) = (tx.clone(), script.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (tx, script, seen) = (tx.clone(), script.clone(), seen.clone());
+                            async move {
+                                let arrived = std::time::Instant::now();
+                                let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                let answer = script[n.min(script.len() - 1)].clone();
+                                let path = req.uri().path().to_string();
+                                let headers = req
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (k.to_string(), v.to_str().unwrap_or("").to_string())
+                                    })
+                                    .collect();
+                                let body = req
+                                    .into_body()
+                                    .collect()
+                                    .await
+                                    .map(|c| c.to_bytes())
+                                    .unwrap_or_default();
+                                let _ = tx.send((
+                                    arrived,
+                                    Captured {
+                                        path,
+                                        headers,
+                                        body: String::from_utf8_lossy(&body).into_owned(),
+                                    },
+                                ));
+                                tokio::time::sleep(answer.stall).await;
+                                let mut resp =
+                                    http::Response::new(Full::new(Bytes::from(answer.body)));
+                                *resp.status_mut() =
+                                    http::StatusCode::from_u16(answer.status).expect("status");
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Scripted {
+            url: format!("http://{addr}/pay/notify"),
+            rx,
+        }
+    }
+
+    pub async fn next(&mut self) -> (std::time::Instant, Captured) {
+        tokio::time::timeout(Duration::from_secs(10), self.rx.recv())
+            .await
+            .expect("a notification within 10 s")
+            .expect("receiver alive")
+    }
+
+    /// Nothing more arrives for `d`.
+    pub async fn quiet_for(&mut self, d: Duration) -> bool {
+        tokio::time::timeout(d, self.rx.recv()).await.is_err()
+    }
+}
+
+/// Polls `check` until it holds (10 s at most).
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
