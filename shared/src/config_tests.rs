@@ -181,3 +181,14 @@ fn public_key_needs_its_id() {
     let err = load(&vars).unwrap_err().to_string();
     assert!(err.contains("WECHAT_PUBLIC_KEY"), "{err}");
 }
+
+#[test]
+fn functions_check_the_schema_unless_told_to_migrate_on_start() {
+    assert!(!load(&base()).unwrap().migrate_on_start);
+    let mut vars = base();
+    vars.insert("MIGRATE_ON_START", "true".into());
+    assert!(load(&vars).unwrap().migrate_on_start);
+    vars.insert("MIGRATE_ON_START", "sometimes".into());
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(err.contains("MIGRATE_ON_START"), "{err}");
+}

@@ -1264,7 +1264,7 @@ async fn revive_failed_refund_only_if_it_still_fits(store: S) {
     // The other refund is refused too: now the 60 fit again, and it is processing.
     assert!(store.fail_refund("rv-r2").await.expect("fail"));
     match revive("rv-r1").await {
-        RefundReservation::Existing(r) => {
+        RefundReservation::Revived(r) => {
             assert_eq!((r.status, r.amount), (RefundStatus::Processing, 60))
         }
         other => panic!("expected the revived refund, got {other:?}"),
@@ -1762,7 +1762,7 @@ async fn mysql_unreachable_is_unavailable_without_secrets() {
     let store = open(SECRET_URL).expect("lazy");
     let checks: Vec<(&str, Result<(), StoreError>)> = vec![
         ("ping", store.ping().await),
-        ("migrate", store.migrate().await),
+        ("migrate", store.migrate().await.map(|_| ())),
         ("get_order", store.get_order("x").await.map(|_| ())),
         (
             "mark_paid",

@@ -16,10 +16,15 @@ use crate::state::App;
 
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
+/// `BINARY migrate` instead brings the schema up to date (see [`super::migrate`]).
 pub fn run(routes: &'static Routes) -> ExitCode {
     if let Err(e) = crate::logging::init() {
         eprintln!("{e}");
         return ExitCode::from(2);
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "migrate") {
+        return super::migrate::command(&args[1..]);
     }
     let config = match Config::from_env() {
         Ok(c) => c,
