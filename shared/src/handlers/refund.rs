@@ -147,13 +147,26 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                 }
                 // WeChat Pay advises retrying a refused refund with its own number; its
                 // amount is reserved again first, if it still fits. Only the call that
-                // revived it is fresh: a concurrent retry that lost the race may be
-                // racing a request WeChat Pay is still processing.
-                RefundStatus::Failed => {
-                    let (r, revived_here) = revived(app, &order, &out_refund_no).await?;
-                    fresh = revived_here;
-                    r
-                }
+                // revived it is fresh. A concurrent retry that lost the race neither counts
+                // as fresh nor sends a second request: the winner's may be on its way, and
+                // a refusal of one with "not found" for the other would free an amount
+                // WeChat Pay then takes.
+                RefundStatus::Failed => match revived(app, &order, &out_refund_no).await? {
+                    (r, true) => {
+                        fresh = true;
+                        r
+                    }
+                    (r, false) if matches!(r.status, RefundStatus::Success | RefundStatus::Closed) => {
+                        let status = r.status.as_str().to_ascii_uppercase();
+                        return answer(app, &r, r.refund_id.clone(), status).await;
+                    }
+                    (_, false) => {
+                        return Err(AppError::RefundUnsettled {
+                            out_refund_no,
+                            reason: "another call is retrying it right now".into(),
+                        })
+                    }
+                },
                 // Still processing (an earlier call timed out, say): asking WeChat Pay
                 // again with the same outRefundNo resolves it without a second refund.
                 RefundStatus::Processing | RefundStatus::Abnormal => r,
