@@ -208,7 +208,15 @@ macro_rules! contract_tests {
 
 /// Cases about two store instances on one database (two pools, as two function instances
 /// on two cluster nodes have). In memory there is one private database, so both are the
-/// same store there.
+/// same store there. On MySQL the second store connects to `TEST_DATABASE_URL_2` when it is
+/// set — another node of the cluster `TEST_DATABASE_URL` names, where the test's database
+/// appears by replication — so the same cases run through two nodes:
+///
+/// ```sh
+/// CI=true TEST_DATABASE_URL=mysql://root@127.0.0.1:4001/test \
+///   TEST_DATABASE_URL_2=mysql://root@127.0.0.1:4002/test \
+///   cargo test -p wxpay-shared --features test-helpers --test store_contract two_stores_mysql
+/// ```
 macro_rules! two_store_tests {
     ($($name:ident),* $(,)?) => {
         mod two_stores_sqlite_memory {
@@ -240,7 +248,11 @@ macro_rules! two_store_tests {
                     let Some(db) = super::MysqlDb::create().await else {
                         return;
                     };
-                    let other = super::open(&super::with_database(&db.admin_url, &db.name))
+                    let node = std::env::var("TEST_DATABASE_URL_2")
+                        .ok()
+                        .filter(|u| !u.trim().is_empty())
+                        .unwrap_or_else(|| db.admin_url.clone());
+                    let other = super::open(&super::with_database(&node, &db.name))
                         .expect("a second store on the database");
                     super::$name(db.store.clone(), other).await;
                     db.cleanup().await;

@@ -336,3 +336,84 @@ pub(super) async fn payments_through_two_stores_are_recorded_once(a: S, b: S) {
         assert_eq!(b.outbox_for_order(&no).await.expect("outbox").len(), 1);
     }
 }
+
+/// A deadlock that InnoDB resolves by rolling back the store's `mark_paid`: the store runs
+/// the whole transaction again and the payment is recorded once, with one delivery queued,
+/// the one handed back (from the transaction that committed). The test's session makes
+/// the cycle: it holds the outbox's gap (`SELECT … FOR UPDATE` on the empty table) while
+/// the store holds the order row and waits to queue the delivery, then asks for the order
+/// row; it has written more, so InnoDB picks the store as the victim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mysql_a_deadlock_victim_runs_again_and_records_once() {
+    let Some(db) = MysqlDb::create().await else {
+        return;
+    };
+    let store = db.store.clone();
+    store
+        .insert_order(&new_order("dl-1", 100))
+        .await
+        .expect("insert");
+    let mut t = admin_conn(&with_database(&db.admin_url, &db.name)).await;
+    t.query_drop("START TRANSACTION").await.unwrap();
+    for i in 0..30 {
+        t.exec_drop(
+            "INSERT INTO payment_logs (`type`, out_trade_no, created_at) VALUES ('test', ?, UTC_TIMESTAMP(3))",
+            (format!("heavy-{i}"),),
+        )
+        .await
+        .unwrap();
+    }
+    let _: Vec<i64> = t
+        .query("SELECT id FROM notify_outbox FOR UPDATE")
+        .await
+        .unwrap();
+    let paying = {
+        let store = store.clone();
+        tokio::spawn(async move { store.mark_paid(&paid("dl-1", 100, t0())).await })
+    };
+    let mut waited = false;
+    for _ in 0..100 {
+        let n: Option<i64> = t
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID() AND DB = DATABASE() \
+                 AND INFO LIKE 'INSERT INTO notify_outbox%'",
+            )
+            .await
+            .unwrap();
+        if n.unwrap_or(0) > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(waited, "the store never waited to queue the delivery");
+    // The cycle: InnoDB rolls back the lighter transaction, the store's.
+    t.query_drop("UPDATE orders SET updated_at = updated_at WHERE out_trade_no = 'dl-1'")
+        .await
+        .expect("the test's session is not the victim");
+    t.query_drop("ROLLBACK").await.unwrap();
+    let _ = t.disconnect().await;
+    let outcome = paying
+        .await
+        .expect("task")
+        .expect("recorded after running again");
+    let PaidOutcome::Transitioned { outbox } = outcome else {
+        panic!("expected the payment recorded, got {outcome:?}");
+    };
+    let stored = store.outbox_for_order("dl-1").await.expect("outbox");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].id, outbox.id,
+        "the delivery handed back is the committed one"
+    );
+    let logs = store.logs_for_order("dl-1").await.expect("logs");
+    assert_eq!(
+        logs.iter()
+            .filter(|l| l.event_type.as_deref() == Some("TRANSACTION.SUCCESS"))
+            .count(),
+        1
+    );
+    assert_eq!(order_state(&store, "dl-1").await.0, OrderStatus::Paid);
+    db.cleanup().await;
+}

@@ -331,3 +331,74 @@ fn describe_url_error(e: &UrlError) -> String {
         UrlError::UnsupportedScheme { .. } => "the URL must start with mysql://".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16, message: &str) -> Fail {
+        Fail::Db(mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: message.into(),
+            state: "40001".into(),
+        }))
+    }
+
+    #[test]
+    fn conflicts_are_the_errors_after_which_the_whole_transaction_was_rolled_back() {
+        assert!(server(1213, "Deadlock found when trying to get lock").is_conflict());
+        // How MariaDB reports a Galera certification failure, also on COMMIT.
+        assert!(server(
+            1213,
+            "WSREP detected deadlock/conflict and aborted the transaction. Try restarting the transaction"
+        )
+        .is_conflict());
+        assert!(server(1047, "WSREP has not yet prepared node for application use").is_conflict());
+        assert!(Fail::Conflict("the order's refundable amount").is_conflict());
+        // A lock wait timeout spent its 2 s and rolled back only the statement; a duplicate
+        // key, a missing table or a failed store step are answers, not races.
+        for code in [1205, 1062, 1146, 1064] {
+            assert!(!server(code, "no").is_conflict(), "{code}");
+        }
+        assert!(!Fail::Store(StoreError::Query("x".into())).is_conflict());
+    }
+
+    #[tokio::test]
+    async fn a_conflict_runs_again_a_bounded_number_of_times_and_only_within_the_deadline() {
+        let store = MySqlStore::new("mysql://u:p@127.0.0.1:1/x").expect("lazy");
+        let conflict = || server(1213, "WSREP detected deadlock/conflict");
+        for tries in 1..MAX_ATTEMPTS {
+            assert!(store
+                .settle_attempt::<()>(Err(conflict()), tries)
+                .await
+                .is_none());
+        }
+        // Past the bound the caller is told to retry: 50010.
+        match store
+            .settle_attempt::<()>(Err(conflict()), MAX_ATTEMPTS)
+            .await
+        {
+            Some(Err(StoreError::Unavailable(_))) => {}
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // With less than RETRY_NEEDS before the answer is due, no second attempt.
+        let deadline = tokio::time::Instant::now() + crate::deadline::MARGIN + RETRY_NEEDS / 2;
+        let settled = crate::deadline::scope(
+            deadline,
+            store.settle_attempt::<()>(Err(Fail::Conflict("row")), 1),
+        )
+        .await;
+        assert!(
+            matches!(settled, Some(Err(StoreError::Unavailable(_)))),
+            "{settled:?}"
+        );
+        // Anything else is final at once.
+        assert!(matches!(
+            store
+                .settle_attempt::<()>(Err(server(1062, "Duplicate entry")), 1)
+                .await,
+            Some(Err(StoreError::Query(_)))
+        ));
+        assert!(matches!(store.settle_attempt(Ok(7), 1).await, Some(Ok(7))));
+    }
+}
