@@ -309,6 +309,7 @@ migration_tests!(
     a_fresh_database_is_migrated_once_and_checked_after,
     a_schema_behind_or_ahead_is_judged_by_what_changed,
     an_old_release_database_is_upgraded_with_its_rows,
+    the_previous_release_schema_is_taken_over_in_place,
     two_migrators_at_once_apply_each_migration_once,
     migrate_on_start_applies_it_at_first_use,
 );

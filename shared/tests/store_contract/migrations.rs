@@ -305,3 +305,36 @@ pub(super) async fn a_held_migration_lock_is_waited_for_within_the_deadline(db: 
     assert_eq!(versions(&report), vec![2]);
     db.cleanup().await;
 }
+
+/// The previous release's own schema — what its cold starts left, which is what migration 1
+/// builds — taken over in place: migration 1 finds nothing to do, migration 2 adds the
+/// counter and fills it from the rows there.
+pub(super) async fn the_previous_release_schema_is_taken_over_in_place(db: Fresh) {
+    db.store(OnStart::Check).migrate().await.expect("migrate");
+    db.raw(&[
+        "DROP TABLE schema_migrations",
+        "ALTER TABLE orders DROP COLUMN refund_reserved",
+        "INSERT INTO orders (out_trade_no, transaction_id, amount, paid_amount, refunded_amount, \
+         description, trade_type, status, created_at, updated_at) VALUES ('prev-1', 'wx-prev-1', \
+         900, 900, 100, '', 'JSAPI', 'paid', '2024-05-01 12:00:00.000', '2024-05-01 12:00:00.000')",
+        "INSERT INTO refunds (out_refund_no, out_trade_no, amount, status, created_at) VALUES \
+         ('prev-1-a', 'prev-1', 100, 'success', '2024-05-01 12:01:00.000'), \
+         ('prev-1-b', 'prev-1', 250, 'processing', '2024-05-01 12:02:00.000')",
+    ])
+    .await;
+    let function = db.store(OnStart::Check);
+    assert_refused(function.get_order("prev-1").await, "no schema version");
+    let report = db.store(OnStart::Check).migrate().await.expect("migrate");
+    assert_eq!(versions(&report), (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let order = function
+        .get_order("prev-1")
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!((order.refunded_amount, order.refund_reserved), (100, 250));
+    match reserve(&function, refund_req("prev-1-c", "prev-1", None, t0())).await {
+        RefundReservation::Created(r) => assert_eq!(r.amount, 550),
+        other => panic!("expected 550, got {other:?}"),
+    }
+    db.cleanup().await;
+}
