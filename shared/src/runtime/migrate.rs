@@ -66,7 +66,13 @@ pub fn command(args: &[String]) -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("migration failed, nothing after the last line above was recorded: {e}");
+                eprintln!("migration failed: {e}");
+                // Each migration is recorded when it is done: say how far this run got.
+                if let Ok(state) = store.schema_version().await {
+                    if let Some(v) = state.version {
+                        eprintln!("the schema is at version {v}; run migrate again once the cause is fixed (it goes on from there)");
+                    }
+                }
                 ExitCode::FAILURE
             }
         }

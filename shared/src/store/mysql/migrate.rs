@@ -176,7 +176,7 @@ async fn take_lock(conn: &mut Conn, holder: &str) -> Result<(), Fail> {
             .into());
         }
         if !said {
-            tracing::info!(
+            tracing::warn!(
                 "waiting for another migration to finish ({who}, lease until {until} UTC)"
             );
             said = true;
