@@ -94,15 +94,30 @@ impl MySqlStore {
     }
 
     pub(super) async fn migrate_now(&self) -> Result<MigrationReport, StoreError> {
-        let session = self.session().await.map_err(|f| self.settle(f))?;
-        let mut session = session;
+        let mut session = self.session().await.map_err(|f| self.settle(f))?;
+        // Who holds the lock, for an operator reading the message of the one that waits.
+        let host = std::env::var("HOSTNAME")
+            .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+            .map(|h| h.trim().chars().take(32).collect::<String>())
+            .unwrap_or_else(|_| "host".into());
         let holder = format!(
-            "{}:{}:{}",
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
+            "{host}:{}:{}",
             std::process::id(),
             crate::util::random_alnum(8)
         );
-        let report = self.migrate_on(&mut session, &holder).await;
+        // Every step is idempotent: a run that lost a conflict (on Galera, another node's
+        // migrator wrote the same row at the same moment: 1213) simply runs again.
+        let mut tries = 0u64;
+        let report = loop {
+            tries += 1;
+            match self.migrate_on(&mut session, &holder).await {
+                Err(f) if f.is_conflict() && tries < 5 => {
+                    tracing::warn!("the migration met a concurrent writer; running it again");
+                    tokio::time::sleep(Duration::from_millis(50 * tries)).await;
+                }
+                other => break other,
+            }
+        };
         if let Err(e) = session.exec_drop(FREE_LOCK, (holder.as_str(),)).await {
             tracing::warn!("the migration lock was not given back ({e}); it lapses by itself");
         }
@@ -117,7 +132,11 @@ impl MySqlStore {
         conn.query_drop(MIGRATION_SESSION).await?;
         conn.query_drop(VERSIONS.create(Dialect::MySql)).await?;
         conn.query_drop(LOCK.create(Dialect::MySql)).await?;
-        conn.query_drop(LOCK_ROW).await?;
+        match conn.query_drop(LOCK_ROW).await {
+            // Another node's migrator inserted it at the same moment: it exists.
+            Err(e) if server_code(&e).is_some_and(super::conn::is_conflict_code) => {}
+            other => other?,
+        }
         take_lock(conn, holder).await?;
         let mut applied: Vec<(i64, String)> = conn.query(SELECT_APPLIED).await?;
         let mut report = MigrationReport {
