@@ -9,12 +9,12 @@
 //!
 //! **Adding a migration** is one file: `mNNN_what.rs` holding a `pub(super) const
 //! MIGRATION` (its `version` one above the last, a `name`, whether it is `additive`, and
-//! its `steps`), named at the end of [`MIGRATIONS`]; the unit test in `tests.rs` then prints its
-//! checksum, to pin in its list of released ones. Steps must be safe to run again — a
-//! migration cut off half-way runs again from its first step on the next `migrate`:
-//! `CreateTable`, `AddColumn`, `ExactIdentifier` and `CreateIndex` look before they act,
-//! and an `Sql` step must be idempotent itself. Statements the store runs that need the
-//! new columns go in `sql.rs` as usual; a unit test checks the column lists there
+//! its `steps`), named at the end of [`MIGRATIONS`]; the unit test in `tests.rs` then
+//! prints its checksum, to pin in its list of released ones. Steps must be safe to run
+//! again — a migration cut off half-way runs again from its first step on the next
+//! `migrate`: `CreateTable`, `AddColumn`, `ExactIdentifier` and `CreateIndex` look before
+//! they act, and an `Sql` step must be idempotent itself. Statements the store runs that
+//! need the new columns go in `sql.rs` as usual; a unit test checks the column lists there
 //! against what the migrations leave. Never edit a released migration: its checksum is
 //! recorded, and `migrate` refuses a database whose recorded checksum differs.
 
