@@ -213,3 +213,112 @@ async fn a_refused_retry_of_a_refund_an_earlier_call_left_in_flight_frees_nothin
     assert_eq!(status, 200, "{body}");
     assert_eq!(h.sim.refunds().len(), 1);
 }
+
+/// Issue 22 item 3: two retries of one refused refund race. The test holds the order row,
+/// so both retries' reservations queue behind it and both read the refund `failed`; then
+/// both try to revive it, and exactly one does. WeChat Pay accepts the winner's request but
+/// answers late. The loser is not the one that reserved the amount: it sends no second
+/// request (a refusal of one plus "not found" for the other could free an amount WeChat Pay
+/// is processing) and answers 50300 naming the number. The store and WeChat Pay agree that
+/// the refund is in flight, and nothing more of the order can be refunded. (Before, both
+/// counted as fresh and both asked WeChat Pay.) MySQL only: InnoDB's lock queue orders the
+/// race; SQLite's busy wait does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_racing_retries_of_a_refused_refund_revive_it_once_and_ask_wechat_pay_once() {
+    let Some(h) = start(StoreKind::Mysql, Duration::ZERO).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_race", "premium").await; // 2990 fen
+    let refunds = "/v3/refund/domestic/refunds";
+    h.sim.inject_fault(Fault::new(
+        refunds,
+        1,
+        FaultKind::status(400, "PARAM_ERROR", "参数错误"),
+    ));
+    let (status, body) = h.call_trusted(refund(&no, 2990, "RF-RACE-00001")).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(h.refund_status("RF-RACE-00001").await, RefundStatus::Failed);
+
+    use mysql_async::prelude::Queryable;
+    let mut holder = mysql_async::Conn::from_url(h.database_url().as_str())
+        .await
+        .unwrap();
+    holder.query_drop("START TRANSACTION").await.unwrap();
+    let _: Option<Vec<u8>> = holder
+        .exec_first(
+            "SELECT out_trade_no FROM orders WHERE out_trade_no = ? FOR UPDATE",
+            (no.as_str(),),
+        )
+        .await
+        .unwrap();
+    h.sim.answer_refunds_late(Duration::from_secs(3), 1);
+    let asked_before = h.sim.request_count(refunds);
+    let retries: Vec<_> = (0..2)
+        .map(|_| {
+            let (url, body) = (h.pay_url(), refund(&no, 2990, "RF-RACE-00001"));
+            tokio::spawn(async move {
+                let resp = reqwest::Client::new()
+                    .post(url)
+                    .header("X-Internal-Secret", common::SECRET)
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .expect("answered");
+                let status = resp.status().as_u16();
+                let body: serde_json::Value =
+                    serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+                (status, body)
+            })
+        })
+        .collect();
+    // Both wait for the order row before the test lets it go.
+    let mut queued = 0;
+    for _ in 0..200 {
+        let n: Option<i64> = holder
+            .query_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE ID <> CONNECTION_ID() AND DB = DATABASE() AND INFO LIKE '%FOR UPDATE'",
+            )
+            .await
+            .unwrap();
+        queued = n.unwrap_or(0);
+        if queued == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(queued, 2, "both retries wait for the order row");
+    holder.query_drop("ROLLBACK").await.unwrap();
+    let _ = holder.disconnect().await;
+
+    let mut answers = Vec::new();
+    for r in retries {
+        answers.push(r.await.unwrap());
+    }
+    answers.sort_by_key(|(status, _)| *status);
+    let codes: Vec<(u16, i64)> = answers
+        .iter()
+        .map(|(s, b)| (*s, b["code"].as_i64().unwrap_or_default()))
+        .collect();
+    // The winner's request was accepted but answered late (504); the loser is told the
+    // refund is being retried right now, under the same number.
+    assert_eq!(codes, [(503, 50300), (504, 50400)], "{answers:?}");
+    let loser = answers[0].1["msg"].as_str().unwrap_or_default();
+    assert!(
+        loser.contains("RF-RACE-00001") && loser.contains("retrying"),
+        "{loser}"
+    );
+    assert_eq!(
+        h.sim.request_count(refunds) - asked_before,
+        1,
+        "WeChat Pay was asked once"
+    );
+    assert_eq!(
+        h.refund_status("RF-RACE-00001").await,
+        RefundStatus::Processing,
+        "WeChat Pay holds it, and so does the store"
+    );
+    assert!(h.sim.refund("RF-RACE-00001").is_some());
+    let (status, body) = h.call_trusted(refund(&no, 2990, "RF-RACE-00002")).await;
+    assert_eq!(status, 409, "nothing more to refund: {body}");
+}

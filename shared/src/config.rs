@@ -113,6 +113,9 @@ pub struct Config {
     pub trust_openid_header: bool,
     /// `LAMBDA_EVENT_SHAPE`.
     pub event_shape: EventShape,
+    /// `MIGRATE_ON_START`: apply missing schema migrations on first use (local runs)
+    /// instead of refusing a schema behind this release.
+    pub migrate_on_start: bool,
 }
 
 /// `wxpay_login` (`jscode2session`) and the session tokens it issues.
@@ -364,6 +367,16 @@ impl Config {
                 false
             }
         };
+        let migrate_on_start = match get("MIGRATE_ON_START").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => {
+                problems.push(format!(
+                    "MIGRATE_ON_START must be true or false (got `{v}`)"
+                ));
+                false
+            }
+        };
         let event_shape = match get("LAMBDA_EVENT_SHAPE").as_deref() {
             None | Some("auto") => EventShape::Auto,
             Some("http") => EventShape::Http,
@@ -400,6 +413,7 @@ impl Config {
                 login,
                 trust_openid_header,
                 event_shape,
+                migrate_on_start,
             }),
             _ => Err(ConfigError { problems }),
         }

@@ -272,3 +272,14 @@ fn bad_database_tls_settings_are_named_in_the_one_start_up_message() {
     let err = load(&vars).unwrap_err().to_string();
     assert!(err.contains("`require_ssl` is not read here"), "{err}");
 }
+
+#[test]
+fn functions_check_the_schema_unless_told_to_migrate_on_start() {
+    assert!(!load(&base()).unwrap().migrate_on_start);
+    let mut vars = base();
+    vars.insert("MIGRATE_ON_START", "true".into());
+    assert!(load(&vars).unwrap().migrate_on_start);
+    vars.insert("MIGRATE_ON_START", "sometimes".into());
+    let err = load(&vars).unwrap_err().to_string();
+    assert!(err.contains("MIGRATE_ON_START"), "{err}");
+}

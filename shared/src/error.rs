@@ -124,6 +124,9 @@ impl AppError {
             },
             AppError::SessionToken(_) => (401, 40110),
             AppError::NotConfigured(_) => (503, 50310),
+            // A deployment step was missed (`wxpay_functions migrate`): not the caller's
+            // fault, and a retry succeeds once it is done.
+            AppError::Store(StoreError::Schema(_)) => (503, 50020),
             AppError::Store(_) => (500, 50010),
             AppError::DeadlineExceeded => (504, 50410),
             AppError::Internal(_) => (500, 50000),
@@ -166,6 +169,10 @@ impl AppError {
                 "WeChat Pay did not answer in time; retry the same request".into()
             }
             AppError::WechatPay(e) => format!("WeChat Pay call failed: {e}"),
+            // Names the versions and the command to run; nothing about where the database is.
+            AppError::Store(StoreError::Schema(m)) => {
+                format!("the order database is not ready for this release; retry later ({m})")
+            }
             // Database details stay in the log; the caller only needs to know to retry.
             AppError::Store(_) => "the order database is unavailable; retry later".into(),
             AppError::Internal(_) => "internal error; retry later".into(),

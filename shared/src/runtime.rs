@@ -19,6 +19,7 @@ use crate::notify::NotifyAnswer;
 use crate::state::App;
 
 mod local;
+mod migrate;
 mod process;
 pub use local::serve;
 pub use process::run;
@@ -121,17 +122,26 @@ async fn before_deadline<T>(
     let deadline = deadline
         .or_else(deadline::current)
         .unwrap_or_else(|| tokio::time::Instant::now() + app.config.function_timeout);
-    deadline::scope(deadline, async {
-        let by = deadline::current().unwrap_or(deadline);
-        let by = by.checked_sub(deadline::MARGIN / 2).unwrap_or(by);
-        match tokio::time::timeout_at(by, work).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                tracing::error!("the invocation ran out of time; answering before the deadline");
-                late()
-            }
-        }
-    })
+    deadline::scope(
+        deadline,
+        deadline::with_cleanups(async {
+            let by = deadline::current().unwrap_or(deadline);
+            let by = by.checked_sub(deadline::MARGIN / 2).unwrap_or(by);
+            let answer = match tokio::time::timeout_at(by, work).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::error!(
+                        "the invocation ran out of time; answering before the deadline"
+                    );
+                    late()
+                }
+            };
+            // Whatever the cut left behind (a database session mid-transaction) is ended
+            // now: on Lambda the sandbox may freeze as soon as the answer is out.
+            deadline::finish_cleanups(deadline::CLEANUP).await;
+            answer
+        }),
+    )
     .await
 }
 

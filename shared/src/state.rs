@@ -35,9 +35,19 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the state; touches no network (MySQL and TLS are set up on first use).
+    /// Builds the state; touches no network (MySQL and TLS are set up on first use, and
+    /// so is the schema check: see [`store::OnStart`]).
     pub fn new(config: Config, routes: &'static Routes) -> Result<App, StoreError> {
-        let store = store::open_with_ca(config.database_url.expose(), config.database_ca.as_ref())?;
+        let on_start = if config.migrate_on_start {
+            store::OnStart::Migrate
+        } else {
+            store::OnStart::Check
+        };
+        let store = store::open_with(
+            config.database_url.expose(),
+            config.database_ca.as_ref(),
+            on_start,
+        )?;
         Ok(Self::with_store(config, store, routes))
     }
 

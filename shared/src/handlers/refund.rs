@@ -129,7 +129,7 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
     // out, or one running right now, may still land.
     let mut fresh = false;
     let refund = match reservation {
-        RefundReservation::Created(r) => {
+        RefundReservation::Created(r) | RefundReservation::Revived(r) => {
             fresh = true;
             r
         }
@@ -146,11 +146,27 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                     return answer(app, &r, r.refund_id.clone(), status).await;
                 }
                 // WeChat Pay advises retrying a refused refund with its own number; its
-                // amount is reserved again first, if it still fits.
-                RefundStatus::Failed => {
-                    fresh = true;
-                    revived(app, &order, &out_refund_no).await?
-                }
+                // amount is reserved again first, if it still fits. Only the call that
+                // revived it is fresh. A concurrent retry that lost the race neither counts
+                // as fresh nor sends a second request: the winner's may be on its way, and
+                // a refusal of one with "not found" for the other would free an amount
+                // WeChat Pay then takes.
+                RefundStatus::Failed => match revived(app, &order, &out_refund_no).await? {
+                    (r, true) => {
+                        fresh = true;
+                        r
+                    }
+                    (r, false) if matches!(r.status, RefundStatus::Success | RefundStatus::Closed) => {
+                        let status = r.status.as_str().to_ascii_uppercase();
+                        return answer(app, &r, r.refund_id.clone(), status).await;
+                    }
+                    (_, false) => {
+                        return Err(AppError::RefundUnsettled {
+                            out_refund_no,
+                            reason: "another call is retrying it right now".into(),
+                        })
+                    }
+                },
                 // Still processing (an earlier call timed out, say): asking WeChat Pay
                 // again with the same outRefundNo resolves it without a second refund.
                 RefundStatus::Processing | RefundStatus::Abnormal => r,
@@ -226,10 +242,16 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
     }
 }
 
-/// Re-reserves a refund WeChat Pay refused, for a retry with its own `outRefundNo`.
-async fn revived(app: &App, order: &Order, out_refund_no: &str) -> Result<Refund, AppError> {
+/// Re-reserves a refund WeChat Pay refused, for a retry with its own `outRefundNo`; and
+/// whether this call did it (another call may have revived it a moment before).
+async fn revived(
+    app: &App,
+    order: &Order,
+    out_refund_no: &str,
+) -> Result<(Refund, bool), AppError> {
     match app.store.revive_failed_refund(out_refund_no).await? {
-        RefundReservation::Existing(r) if r.status != RefundStatus::Failed => Ok(r),
+        RefundReservation::Revived(r) => Ok((r, true)),
+        RefundReservation::Existing(r) if r.status != RefundStatus::Failed => Ok((r, false)),
         RefundReservation::Exceeds { requested, remaining } => Err(AppError::Conflict(format!(
             "refund {out_refund_no} of {requested} fen no longer fits what remains of order {} ({remaining} fen, counting refunds in flight)",
             order.out_trade_no

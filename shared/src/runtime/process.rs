@@ -16,10 +16,20 @@ use crate::state::App;
 
 /// The whole life of a function binary: read the configuration, build the state once,
 /// then serve Lambda (when `AWS_LAMBDA_RUNTIME_API` is set) or local HTTP on `HOST:PORT`.
+/// `BINARY migrate` instead brings the schema up to date (see [`super::migrate`]).
 pub fn run(routes: &'static Routes) -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let migrate = args.first().is_some_and(|a| a == "migrate");
+    if migrate && std::env::var_os("RUST_LOG").is_none() {
+        // The command prints what it did; the log adds only warnings (a lock waited for).
+        std::env::set_var("RUST_LOG", "warn");
+    }
     if let Err(e) = crate::logging::init() {
         eprintln!("{e}");
         return ExitCode::from(2);
+    }
+    if migrate {
+        return super::migrate::command(&args[1..]);
     }
     let config = match Config::from_env() {
         Ok(c) => c,

@@ -8,9 +8,15 @@
 //! connection handling.
 //!
 //! Every state change is a guarded update (`... WHERE status IN (...)` or equivalent) inside
-//! one transaction, so duplicate and concurrent callers change nothing twice.
+//! one transaction, so duplicate and concurrent callers change nothing twice — and every
+//! decision about money is a write conditional on what it rested on, to the row it guards,
+//! so it holds on a multi-primary cluster as on one server.
+//!
+//! The schema is a numbered history ([`migrations`]), applied by `wxpay_functions migrate`
+//! (or with `MIGRATE_ON_START=true`); a function only checks the version ([`OnStart`]).
 
 pub mod history;
+mod migrations;
 mod model;
 mod mysql;
 mod outbox_sql;
@@ -28,6 +34,10 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 pub use history::OrderHistory;
+pub use migrations::{
+    require_compatible, AppliedMigration, MigrationReport, SchemaVersion, MIGRATE_COMMAND,
+    SCHEMA_VERSION,
+};
 pub use model::*;
 pub use mysql::{DatabaseCa, MySqlStore, SslMode};
 pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
@@ -83,8 +93,10 @@ pub trait Transitions: Send + Sync {
 /// Refund rows before their outcome is known.
 #[async_trait]
 pub trait Refunds: Send + Sync {
-    /// Checks and writes a `processing` refund in one transaction (the order row is locked,
-    /// so two concurrent refunds cannot both pass the "what remains" check).
+    /// Checks and writes a `processing` refund in one transaction: the reservation is a
+    /// write to the order row guarded by "it still fits" (`refund_reserved`), so two
+    /// concurrent refunds cannot both pass the "what remains" check, on one server or
+    /// through two nodes of a cluster.
     async fn reserve_refund(&self, refund: &NewRefund) -> Result<RefundReservation, StoreError>;
 
     async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, StoreError>;
@@ -92,13 +104,15 @@ pub trait Refunds: Send + Sync {
     /// Remember WeChat Pay's `refund_id` for a refund it accepted.
     async fn set_refund_id(&self, out_refund_no: &str, refund_id: &str) -> Result<(), StoreError>;
 
-    /// `processing → failed` when WeChat Pay refused to create the refund.
+    /// `processing → failed` when WeChat Pay refused to create the refund; its amount is
+    /// given back to the order in the same transaction.
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError>;
 
     /// `failed → processing`, for a refused refund retried with its own `out_refund_no` (as
     /// WeChat Pay advises), with the checks of [`Refunds::reserve_refund`] in one
-    /// transaction: the order is paid and the refund's amount still fits. Answers `Existing`
-    /// with the row as it now is (also when it was not `failed`).
+    /// transaction: the order is paid and the refund's amount still fits. `Revived` only for
+    /// the one call that did it; any other (a concurrent revival lost, or the refund was
+    /// not `failed`) gets `Existing` with the row as it now is.
     async fn revive_failed_refund(
         &self,
         out_refund_no: &str,
@@ -176,30 +190,56 @@ impl<T: ?Sized> Inspect for T {}
 pub trait Store:
     PaymentStore + Refunds + OutboxStore + OrderHistory + ReconciliationStore + Inspect
 {
-    /// Create or migrate the schema (idempotent DDL). Implementations also call it lazily.
-    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Applies the migrations this release knows and the database lacks, in order, under a
+    /// lock (safe to run twice, and from two places at once), and says what it did.
+    async fn migrate(&self) -> Result<MigrationReport, StoreError>;
+
+    /// What `schema_migrations` says, in one statement (no DDL).
+    async fn schema_version(&self) -> Result<SchemaVersion, StoreError>;
 
     /// Cheap round trip, for health and for proving the database answers.
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// What a store does about the schema on its first operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStart {
+    /// Applies what is missing (`MIGRATE_ON_START=true`: local runs, the tests, tools).
+    Migrate,
+    /// Reads the version only (one statement) and refuses a schema this release cannot
+    /// serve, naming the command to run ([`require_compatible`]). What functions do.
+    Check,
+}
+
 /// Opens the store named by a `DATABASE_URL`: `mysql://…` or `sqlite://PATH`
 /// (`sqlite::memory:` for a private in-memory database). Connecting to MySQL is lazy:
-/// nothing touches the network until the first query.
+/// nothing touches the network until the first query, which applies missing migrations
+/// ([`OnStart::Migrate`]); functions use [`open_with`].
 pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    open_with_ca(url, None)
+    open_with(url, None, OnStart::Migrate)
 }
 
 /// [`open`], with `DATABASE_CA_PEM` for a MySQL URL's `ssl-mode=VERIFY_CA|VERIFY_IDENTITY`.
 pub fn open_with_ca(url: &str, ca: Option<&DatabaseCa>) -> Result<Arc<dyn Store>, StoreError> {
+    open_with(url, ca, OnStart::Migrate)
+}
+
+/// [`open`], with `DATABASE_CA_PEM` and saying what the first operation does about the
+/// schema.
+pub fn open_with(
+    url: &str,
+    ca: Option<&DatabaseCa>,
+    on_start: OnStart,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("mysql://") {
-        Ok(Arc::new(MySqlStore::with_ca(url, ca)?))
+        Ok(Arc::new(MySqlStore::new_with(url, ca, on_start)?))
     } else if ca.is_some() {
         Err(ca_without_mysql())
     } else if url == "sqlite::memory:" {
+        // Private to this process: nobody else could migrate it.
         Ok(Arc::new(SqliteStore::open_in_memory()?))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(SqliteStore::open(path)?))
+        Ok(Arc::new(SqliteStore::open_with(path, on_start)?))
     } else {
         Err(StoreError::BadUrl(
             "expected mysql://… or sqlite://PATH".to_string(),

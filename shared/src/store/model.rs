@@ -15,6 +15,11 @@ pub enum StoreError {
     /// `DATABASE_URL` names something we cannot open.
     #[error("unsupported DATABASE_URL: {0}")]
     BadUrl(String),
+    /// The database's schema is not one this release can serve (behind it, never migrated,
+    /// or changed by a newer release in a way it cannot follow); the message says what to
+    /// run. Also a failed migration.
+    #[error("{0}")]
+    Schema(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,6 +101,10 @@ pub struct Order {
     pub amount: i64,
     pub paid_amount: Option<i64>,
     pub refunded_amount: i64,
+    /// What refunds in flight (`processing`, `abnormal`) hold of it: the store's own
+    /// bookkeeping for the refund guard, not part of any answer.
+    #[serde(skip_serializing)]
+    pub refund_reserved: i64,
     pub description: String,
     pub trade_type: String,
     pub status: OrderStatus,
@@ -224,6 +233,10 @@ pub struct NewRefund {
 pub enum RefundReservation {
     /// A new `processing` row was written.
     Created(Refund),
+    /// This call moved a `failed` refund back to `processing` and reserved its amount
+    /// again. Of concurrent revivals of one refund exactly one gets this; the others get
+    /// `Existing` with the row as the winner left it.
+    Revived(Refund),
     /// `out_refund_no` was already known for this order: the same refund, retried.
     Existing(Refund),
     /// `out_refund_no` is already used by another order.

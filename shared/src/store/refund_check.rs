@@ -2,7 +2,8 @@
 //! one we may record. A signature says WeChat Pay sent it, not that it is about the refund
 //! and order we hold: a negative or inflated `amount.refund`, another order's payment, or a
 //! refund nobody could have made must change nothing. The dialects run this inside the
-//! transaction that writes the result, so two results cannot both fit what remains.
+//! transaction that writes the result, and write a refund we did not know with an update of
+//! its order guarded by "it still fits", so two results cannot both fit what remains.
 
 use super::rules::{paid_total, reserve, Refusal};
 use super::{Order, Refund, RefundMismatch, RefundResult};
@@ -14,7 +15,6 @@ use super::{Order, Refund, RefundMismatch, RefundResult};
 pub fn check_result(
     order: Option<&Order>,
     known: Option<&Refund>,
-    in_flight: i64,
     result: &RefundResult,
 ) -> Result<(), RefundMismatch> {
     if let Some(known) = known {
@@ -45,7 +45,7 @@ pub fn check_result(
             got: result.amount,
         }),
         Some(_) => Ok(()),
-        None => match reserve(order, in_flight, Some(result.amount)) {
+        None => match reserve(order, Some(result.amount)) {
             Ok(_) => Ok(()),
             Err(Refusal::NotRefundable(status)) => {
                 Err(RefundMismatch::NotRefundable(status.as_str()))
@@ -72,13 +72,14 @@ mod tests {
         use RefundStatus::*;
         let mut paid = order(OrderStatus::Paid, 1000, Some(1000), 0);
         paid.transaction_id = Some("TX1".into());
+        paid.refund_reserved = 100;
         let known = refund("WX1", Processing);
         let ok = result("WX1", Success);
-        assert_eq!(check_result(Some(&paid), Some(&known), 100, &ok), Ok(()));
+        assert_eq!(check_result(Some(&paid), Some(&known), &ok), Ok(()));
         let spoilt = |f: fn(&mut RefundResult)| {
             let mut r = result("WX1", Success);
             f(&mut r);
-            check_result(Some(&paid), Some(&known), 100, &r)
+            check_result(Some(&paid), Some(&known), &r)
         };
         assert!(matches!(
             spoilt(|r| r.amount = 2990),
@@ -101,14 +102,14 @@ mod tests {
             Err(RefundMismatch::OtherOrder { .. })
         ));
         assert!(matches!(
-            check_result(None, None, 0, &ok),
+            check_result(None, None, &ok),
             Err(RefundMismatch::UnknownOrder(_))
         ));
         // Unknown (portal) refunds: a paid order, 1 fen up to what remains beside 100 in flight.
         let portal = |amount: i64| {
             let mut r = result("WX1", Success);
             r.amount = amount;
-            check_result(Some(&paid), None, 100, &r)
+            check_result(Some(&paid), None, &r)
         };
         assert_eq!(portal(900), Ok(()));
         for amount in [901, 0, -100_000, 1_000_000_000_000_000] {
@@ -119,13 +120,13 @@ mod tests {
         }
         let pending = order(OrderStatus::Pending, 1000, None, 0);
         assert!(matches!(
-            check_result(Some(&pending), None, 0, &ok),
+            check_result(Some(&pending), None, &ok),
             Err(RefundMismatch::Transaction { .. })
         ));
         let mut refunded = order(OrderStatus::Refunded, 1000, Some(1000), 1000);
         refunded.transaction_id = Some("TX1".into());
         assert!(matches!(
-            check_result(Some(&refunded), None, 0, &ok),
+            check_result(Some(&refunded), None, &ok),
             Err(RefundMismatch::NotRefundable("refunded"))
         ));
     }

@@ -58,6 +58,7 @@ pub(super) fn order(r: &mut dyn Fields) -> Result<Order, StoreError> {
         paid_at: r.time(14)?,
         created_at: time(r, 15)?,
         updated_at: time(r, 16)?,
+        refund_reserved: int(r, 17)?,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The decisions both stores make, as pure functions: what counts as unpaid, how much of an
-//! order may still be refunded, which refund results still apply, and when an order is
-//! `refunded`. The dialects only read the rows these need and write what they decide.
+//! order may still be refunded, which refund results still apply, and how each refund
+//! transition moves its order's totals. The dialects only read the rows these need and
+//! write what they decide, each write guarded by the condition the decision rested on.
 
 use once_cell::sync::Lazy;
 use time::OffsetDateTime;
@@ -80,12 +81,15 @@ impl From<Refusal> for RefundReservation {
 }
 
 /// The refund to reserve on `order`: `requested` (or everything that remains when `None`),
-/// where `remaining = paid − refunded − in flight`.
-pub fn reserve(order: &Order, in_flight: i64, requested: Option<i64>) -> Result<i64, Refusal> {
+/// where `remaining = paid − refunded − reserved` (what refunds in flight hold, kept on the
+/// order row). The store then writes the reservation as an update of that row guarded by
+/// the same condition ([`super::sql::GUARDED_ORDER_DELTA`]), so the decision holds even if
+/// the row changed after it was read.
+pub fn reserve(order: &Order, requested: Option<i64>) -> Result<i64, Refusal> {
     if order.status != OrderStatus::Paid {
         return Err(Refusal::NotRefundable(order.status));
     }
-    let remaining = paid_total(order) - order.refunded_amount - in_flight;
+    let remaining = paid_total(order) - order.refunded_amount - order.refund_reserved;
     let requested = requested.unwrap_or(remaining);
     if requested < 1 || requested > remaining {
         return Err(Refusal::Exceeds {
@@ -94,6 +98,49 @@ pub fn reserve(order: &Order, in_flight: i64, requested: Option<i64>) -> Result<
         });
     }
     Ok(requested)
+}
+
+/// What a refund in `status` holds of its order: (refunded, reserved). Money WeChat Pay paid
+/// out is refunded; money it holds or may still pay out (`processing`, `abnormal`) is
+/// reserved; a `closed` or `failed` refund holds nothing.
+pub fn holds(status: RefundStatus, amount: i64) -> (i64, i64) {
+    match status {
+        RefundStatus::Success => (amount, 0),
+        s if IN_FLIGHT.contains(&s) => (0, amount),
+        _ => (0, 0),
+    }
+}
+
+/// How a refund's transition moves its order's `refunded_amount` and `refund_reserved`.
+/// Every transition — reserved, revived, refused, finished, a portal refund recorded —
+/// goes through this one rule, so the counter stays the sum of the refunds in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OrderDelta {
+    pub refunded: i64,
+    pub reserved: i64,
+}
+
+impl OrderDelta {
+    /// `before`: the refund's (status, amount) as it was, `None` for a new row.
+    pub fn of(before: Option<(RefundStatus, i64)>, after: (RefundStatus, i64)) -> Self {
+        let (r0, h0) = before.map_or((0, 0), |(s, a)| holds(s, a));
+        let (r1, h1) = holds(after.0, after.1);
+        OrderDelta {
+            refunded: r1 - r0,
+            reserved: h1 - h0,
+        }
+    }
+
+    pub fn is_zero(self) -> bool {
+        self == OrderDelta::default()
+    }
+
+    /// What the transition newly takes from what remains of the order, when it is this
+    /// store's decision (a reservation, a revival, a refund we did not know): the guard of
+    /// the write.
+    pub fn takes(self) -> i64 {
+        self.refunded + self.reserved
+    }
 }
 
 /// An `out_refund_no` that already exists: the same refund retried, or another order's.
@@ -206,18 +253,6 @@ pub fn require_final(result: &RefundResult) -> Result<(), StoreError> {
     }
 }
 
-/// The order after a successful refund of `amount`: its refunded total, and `refunded` once
-/// nothing remains.
-pub fn after_refund(order: &Order, amount: i64) -> (i64, OrderStatus) {
-    let refunded = order.refunded_amount + amount;
-    let status = if refunded >= paid_total(order) {
-        OrderStatus::Refunded
-    } else {
-        order.status
-    };
-    (refunded, status)
-}
-
 #[cfg(test)]
 pub(super) mod tests {
     use time::macros::datetime;
@@ -243,6 +278,7 @@ pub(super) mod tests {
             amount,
             paid_amount: paid,
             refunded_amount: refunded,
+            refund_reserved: 0,
             description: String::new(),
             trade_type: "JSAPI".into(),
             status,
@@ -297,24 +333,26 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn what_remains_is_paid_minus_refunded_minus_in_flight() {
-        let o = order(OrderStatus::Paid, 1000, Some(900), 200);
-        assert_eq!(reserve(&o, 300, None).ok(), Some(400));
-        assert_eq!(reserve(&o, 300, Some(400)).ok(), Some(400));
+    fn what_remains_is_paid_minus_refunded_minus_reserved() {
+        let mut o = order(OrderStatus::Paid, 1000, Some(900), 200);
+        o.refund_reserved = 300;
+        assert_eq!(reserve(&o, None).ok(), Some(400));
+        assert_eq!(reserve(&o, Some(400)).ok(), Some(400));
         assert!(matches!(
-            reserve(&o, 300, Some(401)),
+            reserve(&o, Some(401)),
             Err(Refusal::Exceeds {
                 requested: 401,
                 remaining: 400
             })
         ));
         assert!(matches!(
-            reserve(&o, 300, Some(0)),
+            reserve(&o, Some(0)),
             Err(Refusal::Exceeds { requested: 0, .. })
         ));
         // Everything reserved: "the rest" is nothing, and nothing is not a refund.
+        o.refund_reserved = 700;
         assert!(matches!(
-            reserve(&o, 700, None),
+            reserve(&o, None),
             Err(Refusal::Exceeds {
                 requested: 0,
                 remaining: 0
@@ -322,7 +360,32 @@ pub(super) mod tests {
         ));
         // Before the paid amount is known the order amount counts.
         let o = order(OrderStatus::Paid, 1000, None, 0);
-        assert_eq!(reserve(&o, 0, None).ok(), Some(1000));
+        assert_eq!(reserve(&o, None).ok(), Some(1000));
+    }
+
+    #[test]
+    fn every_refund_transition_moves_the_order_totals_by_what_it_holds() {
+        use RefundStatus::*;
+        let d = |before, after| OrderDelta::of(before, after);
+        let moved = |refunded, reserved| OrderDelta { refunded, reserved };
+        // Reserved, then each way it can end.
+        assert_eq!(d(None, (Processing, 60)), moved(0, 60));
+        assert_eq!(d(Some((Processing, 60)), (Success, 60)), moved(60, -60));
+        assert_eq!(d(Some((Processing, 60)), (Closed, 60)), moved(0, -60));
+        assert_eq!(d(Some((Processing, 60)), (Failed, 60)), moved(0, -60));
+        assert!(d(Some((Processing, 60)), (Abnormal, 60)).is_zero());
+        assert_eq!(d(Some((Abnormal, 60)), (Success, 60)), moved(60, -60));
+        assert_eq!(d(Some((Abnormal, 60)), (Closed, 60)), moved(0, -60));
+        // Refused, then revived, or WeChat Pay had it after all.
+        assert_eq!(d(Some((Failed, 60)), (Processing, 60)), moved(0, 60));
+        assert_eq!(d(Some((Failed, 60)), (Success, 60)), moved(60, 0));
+        assert!(d(Some((Failed, 60)), (Closed, 60)).is_zero());
+        // A refund made in the merchant portal, first heard of as an outcome.
+        assert_eq!(d(None, (Success, 30)), moved(30, 0));
+        assert_eq!(d(None, (Abnormal, 30)), moved(0, 30));
+        assert!(d(None, (Closed, 30)).is_zero());
+        assert_eq!(d(None, (Processing, 60)).takes(), 60);
+        assert_eq!(d(Some((Failed, 60)), (Processing, 60)).takes(), 60);
     }
 
     #[test]
@@ -334,7 +397,7 @@ pub(super) mod tests {
             OrderStatus::Refunded,
         ] {
             assert!(matches!(
-                reserve(&order(s, 1000, Some(1000), 0), 0, Some(1)),
+                reserve(&order(s, 1000, Some(1000), 0), Some(1)),
                 Err(Refusal::NotRefundable(got)) if got == s
             ));
         }
@@ -373,15 +436,6 @@ pub(super) mod tests {
         ));
         assert!(require_final(&result("WX1", Processing)).is_err());
         assert!(require_final(&result("WX1", Abnormal)).is_ok());
-    }
-
-    #[test]
-    fn an_order_is_refunded_when_nothing_remains() {
-        let o = order(OrderStatus::Paid, 1000, Some(1000), 300);
-        assert_eq!(after_refund(&o, 600), (900, OrderStatus::Paid));
-        assert_eq!(after_refund(&o, 700), (1000, OrderStatus::Refunded));
-        let o = order(OrderStatus::Paid, 1000, None, 0);
-        assert_eq!(after_refund(&o, 1000), (1000, OrderStatus::Refunded));
     }
 
     #[test]

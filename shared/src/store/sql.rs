@@ -3,11 +3,12 @@
 
 use once_cell::sync::Lazy;
 
-use super::rules::{CLOSABLE_SQL, FAILABLE_SQL, IN_FLIGHT_SQL, OPEN_SQL, UNPAID_SQL};
+use super::rules::{CLOSABLE_SQL, FAILABLE_SQL, UNPAID_SQL};
 
 pub(super) const ORDER_COLS: &str = "out_trade_no, transaction_id, openid, user_id, \
      generation_id, package_type, business_type, business_id, amount, paid_amount, \
-     refunded_amount, description, trade_type, status, paid_at, created_at, updated_at";
+     refunded_amount, description, trade_type, status, paid_at, created_at, updated_at, \
+     refund_reserved";
 
 pub(super) const REFUND_COLS: &str =
     "out_refund_no, out_trade_no, refund_id, amount, status, reason, created_at, success_at";
@@ -23,7 +24,7 @@ pub(super) const LOG_COLS: &str = "`type`, out_trade_no, transaction_id, openid,
 pub(super) static INSERT_ORDER: Lazy<String> = Lazy::new(|| {
     format!(
         "INSERT INTO orders ({ORDER_COLS}) \
-         VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, 'pending', NULL, ?, ?)"
+         VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, NULL, 0, ?, ?, 'pending', NULL, ?, ?, 0)"
     )
 });
 
@@ -67,34 +68,48 @@ pub(super) static INSERT_LOG: Lazy<String> = Lazy::new(|| {
 pub(super) static SELECT_REFUND: Lazy<String> =
     Lazy::new(|| format!("SELECT {REFUND_COLS} FROM refunds WHERE out_refund_no = ?"));
 
-/// What refunds in flight hold of an order (`CAST`: MySQL sums to DECIMAL).
-pub(super) static IN_FLIGHT_SUM: Lazy<String> = Lazy::new(|| {
-    format!(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS SIGNED) FROM refunds \
-         WHERE out_trade_no = ? AND status IN ({})",
-        *IN_FLIGHT_SQL
-    )
-});
-
 pub(super) static INSERT_REFUND: Lazy<String> =
     Lazy::new(|| format!("INSERT INTO refunds ({REFUND_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
 
-/// Binds: status, refund_id (kept when NULL), success_at, amount, out_refund_no.
-pub(super) static APPLY_REFUND_RESULT: Lazy<String> = Lazy::new(|| {
+/// A result applied to a known refund, guarded by the status it was read in (which
+/// [`super::rules::result_applies`] judged, and the order's totals move from): a refund that
+/// changed since is not changed again. Binds: status, refund_id (kept when NULL),
+/// success_at, amount, out_refund_no, the status read.
+pub(super) const APPLY_REFUND_RESULT: &str = "UPDATE refunds SET status = ?, \
+     refund_id = COALESCE(?, refund_id), success_at = ?, amount = ? \
+     WHERE out_refund_no = ? AND status = ?";
+
+/// Moves an order's totals by a refund transition ([`super::rules::OrderDelta`]): refunded
+/// money adds to `refunded_amount` (and the order is `refunded` once nothing remains),
+/// reserved money to `refund_reserved`, never below zero. Relative, so it is right
+/// whatever the row held when it was read. `status` comes first: MySQL evaluates
+/// assignments left to right, with the values already assigned, SQLite with the old ones;
+/// first, both see the old row. Binds: refunded delta (twice), reserved delta (twice),
+/// updated_at, out_trade_no.
+pub(super) const ORDER_DELTA: &str = "UPDATE orders SET \
+     status = CASE WHEN status = 'paid' AND refunded_amount + ? >= COALESCE(paid_amount, amount) \
+         THEN 'refunded' ELSE status END, \
+     refunded_amount = refunded_amount + ?, \
+     refund_reserved = CASE WHEN refund_reserved + ? < 0 THEN 0 ELSE refund_reserved + ? END, \
+     updated_at = ? \
+     WHERE out_trade_no = ?";
+
+/// [`ORDER_DELTA`] for a transition that is this store's decision — a reservation, a
+/// revival, a refund we did not know recorded — guarded by that decision's own condition:
+/// the order is paid and what it takes still fits what remains. Of concurrent writers that
+/// read the same row, those the row no longer fits change nothing (0 rows), on one server
+/// and on a multi-primary cluster alike. Binds: [`ORDER_DELTA`]'s, then what it takes.
+pub(super) static GUARDED_ORDER_DELTA: Lazy<String> = Lazy::new(|| {
     format!(
-        "UPDATE refunds SET status = ?, refund_id = COALESCE(?, refund_id), success_at = ?, \
-             amount = ? \
-         WHERE out_refund_no = ? AND status IN ({})",
-        *OPEN_SQL
+        "{ORDER_DELTA} AND status = 'paid' \
+         AND COALESCE(paid_amount, amount) - refunded_amount - refund_reserved >= ?"
     )
 });
 
-/// Binds: refunded_amount, status, updated_at, out_trade_no.
-pub(super) const SET_ORDER_REFUNDED: &str = "UPDATE orders SET refunded_amount = ?, status = ?, \
-     updated_at = ? WHERE out_trade_no = ?";
-
 pub(super) const SET_REFUND_ID: &str = "UPDATE refunds SET refund_id = ? WHERE out_refund_no = ?";
 
+/// `processing → failed`; its order's `refund_reserved` gives the amount back in the same
+/// transaction. Binds: out_refund_no.
 pub(super) const FAIL_REFUND: &str =
     "UPDATE refunds SET status = 'failed' WHERE out_refund_no = ? AND status = 'processing'";
 
@@ -138,7 +153,8 @@ pub(super) fn truncated_error(error: &str) -> String {
     error.chars().take(MAX_ERROR_CHARS).collect()
 }
 
-/// `failed → processing` for a refused refund retried with its own number. Binds:
+/// `failed → processing` for a refused refund retried with its own number, after its
+/// order's guarded reservation; of concurrent revivals exactly one changes the row. Binds:
 /// out_refund_no.
 pub(super) const REVIVE_FAILED_REFUND: &str =
     "UPDATE refunds SET status = 'processing' WHERE out_refund_no = ? AND status = 'failed'";

@@ -61,8 +61,20 @@ impl Database {
         }
     }
 
-    /// An empty store for one run, as a `DATABASE_URL`. `tag` keeps SQLite files apart.
+    /// An empty store for one run, as a `DATABASE_URL`, its schema migrated as a deploy
+    /// step would (`wxpay_functions migrate`): the functions' cold starts only read the
+    /// version. `tag` keeps SQLite files apart.
     pub async fn fresh(&self, tag: &str) -> Result<String, String> {
+        let url = self.empty(tag).await?;
+        let store = wxpay_shared::store::open(&url).map_err(|e| e.to_string())?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| format!("cannot migrate the benchmark database: {e}"))?;
+        Ok(url)
+    }
+
+    async fn empty(&self, tag: &str) -> Result<String, String> {
         match self {
             Database::MySql { url, name } => {
                 let opts = mysql_async::Opts::from_url(url).map_err(|e| e.to_string())?;

@@ -170,8 +170,8 @@ pub async fn phase(
     let log = work.join("lambda-cold.log");
     let mut orders: Vec<String> = Vec::new();
     let mut notified: HashSet<String> = HashSet::new();
-    // One untimed start per binary: it creates the schema (a cold instance meets an
-    // existing database) and brings the binary into the page cache, as on a warm host.
+    // One untimed start per binary: it brings the binary into the page cache, as on a
+    // warm host (the schema was migrated before, as a deploy step would).
     // Each round's orders are paid and notified in the same round.
     for round in 0..=runs {
         for case in cases.iter_mut() {

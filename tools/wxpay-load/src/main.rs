@@ -400,8 +400,8 @@ async fn load_round(
     let url = proc.url();
     let client = stack.client.clone();
 
-    // Warm-up, untimed: the first order and notification pay for the schema, the price list
-    // and the certificate download, which the cold-start phase measures on its own.
+    // Warm-up, untimed: the first order and notification pay for the schema check, the price
+    // list and the certificate download, which the cold-start phase measures on its own.
     let first = create_order(&client, &url, args.jsapi, 0)
         .await
         .map_err(|e| format!("warm-up order failed: {e}\n{}", proc.log_tail(20)))?;
@@ -568,8 +568,8 @@ fn first_order(
 /// R cold starts per implementation, interleaved (Rust, Node, Rust, Node, …) so that
 /// whatever else the machine does at the time weighs on both alike.
 fn cold_phase(series: &mut [ColdSeries], runs: usize, jsapi: bool) -> Result<(), String> {
-    // One untimed start each: it creates the schema (a cold instance meets an existing
-    // database) and brings the binary or node_modules into the page cache, as on a warm host.
+    // One untimed start each: it brings the binary or node_modules into the page cache, as
+    // on a warm host (the Node reference also creates its tables if missing).
     for s in series.iter() {
         first_order(&s.kind, &s.vars, &s.log, jsapi)
             .map_err(|e| format!("{}: priming start: {e}", s.kind.label()))?;
@@ -698,9 +698,9 @@ async fn run(args: Args) -> Result<bool, String> {
                 order: Vec::new(),
             });
         }
-        // On MySQL both series share the one benchmark database (recreated above, empty):
-        // the first priming start creates the schema, the other finds it, as a real cold
-        // instance would.
+        // On MySQL both series share the one benchmark database (recreated and migrated
+        // above, as a deploy step would): every cold start finds the schema, as a real cold
+        // instance does.
         match tokio::task::block_in_place(|| cold_phase(&mut series, args.cold_runs, args.jsapi)) {
             Ok(()) => {
                 for (s, summary) in series.into_iter().zip(summaries.iter_mut()) {

@@ -114,6 +114,9 @@ impl LocalEnv {
             ("WECHAT_API_BASE_URL".into(), sim.base_url()),
             ("WECHAT_APP_SECRET".into(), sc.app_secret.clone()),
             ("SESSION_SECRET".into(), wxpay_sim::crypto::random_alnum(48)),
+            // Local runs apply the schema themselves: a function binary started with these
+            // variables (the Lambda tests, a second instance) migrates a fresh database.
+            ("MIGRATE_ON_START".into(), "true".into()),
         ];
         if let Some(secret) = &opts.internal_secret {
             vars.push(("INTERNAL_API_SECRET".into(), secret.clone()));

@@ -1,19 +1,16 @@
-//! Connection handling for MySQL: the lazy pool, the schema on first use, classifying and
-//! scrubbing errors, and running a deadlock victim again.
+//! Connection handling for MySQL: the lazy pool, the schema check on first use, classifying
+//! and scrubbing errors, and running a transaction that lost a conflict again.
 
-use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, PoolConstraints, UrlError};
 use tokio::sync::OnceCell;
 
+use super::session::{self, Servers, Session};
 use super::tls::{self, DatabaseCa, Pools, Tls};
-
-use crate::store::schema::{
-    added_columns, exact_identifier_columns, Dialect, ID_TYPE, INDEXES, TABLES, TABLE_NAMES,
-};
-use crate::store::StoreError;
+use crate::store::{OnStart, StoreError};
 
 /// A function instance serves one request at a time; a few connections cover the fan-out
 /// of one request plus the background retries, and keep a burst of cold starts from
@@ -30,10 +27,15 @@ const CONN_TTL: Duration = Duration::from_secs(60);
 /// timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Deadlocks are rare with the discipline above, but InnoDB may still pick a victim (for
-/// example under the auto-increment lock); the victim's work was rolled back, so it is safe
-/// to run again.
-const MAX_ATTEMPTS: u32 = 3;
+/// Attempts of one operation that keeps losing conflicts: deadlock victims (rare with the
+/// locking discipline of the store, but InnoDB may still pick one), Galera certification
+/// failures (two nodes wrote the same row; the loser is rolled back at COMMIT), a node not
+/// yet ready, or a guarded write that found its row changed. Each was rolled back whole,
+/// so running it again is safe; past this, or the deadline, the caller is told to retry.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// An attempt is only started again with at least this much of the deadline left.
+const RETRY_NEEDS: Duration = Duration::from_millis(100);
 
 /// Set on every new connection. A row lock is waited for 2 s, not InnoDB's 50 s, so a held
 /// order row costs a notification a 5xx well inside WeChat Pay's 5 s (it retries), never a
@@ -44,14 +46,23 @@ const SESSION_LIMITS: &str =
     "SET SESSION innodb_lock_wait_timeout = 2 /*M!, max_statement_time = 4 */";
 
 pub(super) const ER_DUP_ENTRY: u16 = 1062;
-const ER_DUP_FIELDNAME: u16 = 1060;
-const ER_DUP_KEYNAME: u16 = 1061;
+/// A deadlock victim; also how MariaDB reports a Galera certification failure ("WSREP
+/// detected deadlock/conflict and aborted the transaction"), on COMMIT too.
 const ER_LOCK_DEADLOCK: u16 = 1213;
+/// `ER_UNKNOWN_COM_ERROR`, Galera's "WSREP has not yet prepared node for application use":
+/// the node is joining or lost its cluster.
+const ER_WSREP_NOT_READY: u16 = 1047;
 
 /// The MySQL store (`mysql://user:pass@host:port/db`).
 pub struct MySqlStore {
-    pool: Pools,
-    schema: OnceCell<()>,
+    /// The connections, over TLS when `ssl-mode` asks for it (shared with the sessions
+    /// lent out, which end a cut-off connection through another one).
+    pub(super) pool: Arc<Pools>,
+    /// Whether this pool checked (or brought up to date) the schema.
+    pub(super) schema: OnceCell<()>,
+    pub(super) on_start: OnStart,
+    /// The server each connection is on, and whether one is a Galera node.
+    pub(super) servers: Arc<Servers>,
     /// The URL and password, scrubbed from every message we produce.
     secrets: Vec<String>,
 }
@@ -62,11 +73,29 @@ impl std::fmt::Debug for MySqlStore {
     }
 }
 
-/// Why an attempt failed: a database error still to be classified (and maybe retried), or
-/// an already-final store error.
+/// Why an attempt failed: a database error still to be classified (and maybe retried), a
+/// guarded write that found its row changed since it was read (run again), or an
+/// already-final store error.
 pub(super) enum Fail {
     Db(mysql_async::Error),
+    Conflict(&'static str),
     Store(StoreError),
+}
+
+impl Fail {
+    /// Whether the attempt lost a race and was rolled back whole: worth running again.
+    pub(super) fn is_conflict(&self) -> bool {
+        match self {
+            Fail::Db(e) => server_code(e).is_some_and(is_conflict_code),
+            Fail::Conflict(_) => true,
+            Fail::Store(_) => false,
+        }
+    }
+}
+
+/// Server errors after which the whole transaction was rolled back and may run again.
+pub(super) fn is_conflict_code(code: u16) -> bool {
+    matches!(code, ER_LOCK_DEADLOCK | ER_WSREP_NOT_READY)
 }
 
 impl From<mysql_async::Error> for Fail {
@@ -89,23 +118,36 @@ pub(super) fn server_code(e: &mysql_async::Error) -> Option<u16> {
 }
 
 impl MySqlStore {
-    /// Parses the URL and sets up a lazy pool. No connection is made here.
+    /// Parses the URL and sets up a lazy pool. No connection is made here; the first
+    /// operation applies missing migrations (as `MIGRATE_ON_START=true` does).
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        Self::with_ca(url, None)
+        Self::new_with(url, None, OnStart::Migrate)
     }
 
-    /// [`MySqlStore::new`] with `DATABASE_CA_PEM`, the CA that `ssl-mode=VERIFY_CA` or
-    /// `VERIFY_IDENTITY` verifies the server against.
-    pub fn with_ca(url: &str, ca: Option<&DatabaseCa>) -> Result<Self, StoreError> {
-        let (builder, tls, secrets) = Self::options(url, ca)?;
+    /// [`MySqlStore::new`] with `DATABASE_CA_PEM` (the CA that `ssl-mode=VERIFY_CA` or
+    /// `VERIFY_IDENTITY` verifies the server against), saying what the first operation
+    /// does about the schema.
+    pub fn new_with(
+        url: &str,
+        ca: Option<&DatabaseCa>,
+        on_start: OnStart,
+    ) -> Result<Self, StoreError> {
+        let (builder, tls, servers, secrets) = Self::options(url, ca)?;
         Ok(MySqlStore {
-            pool: tls.pools(builder),
+            pool: Arc::new(tls.pools(builder)),
             schema: OnceCell::new(),
+            on_start,
+            servers,
             secrets,
         })
     }
 
-    /// Reads the URL exactly as [`MySqlStore::with_ca`] does, without building a pool: the
+    /// [`MySqlStore::new_with`] applying missing migrations on first use.
+    pub fn with_ca(url: &str, ca: Option<&DatabaseCa>) -> Result<Self, StoreError> {
+        Self::new_with(url, ca, OnStart::Migrate)
+    }
+
+    /// Reads the URL exactly as [`MySqlStore::new_with`] does, without building a pool: the
     /// start-up check of the configuration.
     pub fn check(url: &str, ca: Option<&DatabaseCa>) -> Result<(), StoreError> {
         Self::options(url, ca).map(|_| ())
@@ -114,7 +156,7 @@ impl MySqlStore {
     fn options(
         url: &str,
         ca: Option<&DatabaseCa>,
-    ) -> Result<(OptsBuilder, Tls, Vec<String>), StoreError> {
+    ) -> Result<(OptsBuilder, Tls, Arc<Servers>, Vec<String>), StoreError> {
         let secrets = secrets_of(url);
         let bad = |message: String| StoreError::BadUrl(scrub(&message, &secrets));
         // mysql_async does not know MySQL's `ssl-mode`; it gets the URL without it.
@@ -138,11 +180,13 @@ impl MySqlStore {
         let conn_ttl = opts.conn_ttl().unwrap_or(CONN_TTL);
         let mut init = opts.init().to_vec();
         init.insert(0, SESSION_LIMITS.to_string());
+        let servers = Arc::new(Servers::default());
         let builder = OptsBuilder::from_opts(opts)
             .init(init)
             .pool_opts(pool_opts)
-            .conn_ttl(conn_ttl);
-        Ok((builder, tls, secrets))
+            .conn_ttl(conn_ttl)
+            .after_connect(session::on_connect(servers.clone()));
+        Ok((builder, tls, servers, secrets))
     }
 
     pub(super) fn classify(&self, e: mysql_async::Error) -> StoreError {
@@ -165,7 +209,14 @@ impl MySqlStore {
             // read-only failover replica: the statement was fine, the moment was not.
             mysql_async::Error::Server(s) => matches!(
                 s.code,
-                1040 | 1053 | 1205 | ER_LOCK_DEADLOCK | 1290 | 1836 | 1927 | 4031
+                1040 | 1053
+                    | 1205
+                    | ER_LOCK_DEADLOCK
+                    | ER_WSREP_NOT_READY
+                    | 1290
+                    | 1836
+                    | 1927
+                    | 4031
             ),
         };
         let message = scrub(&e.to_string(), &self.secrets);
@@ -179,37 +230,52 @@ impl MySqlStore {
     pub(super) fn settle(&self, f: Fail) -> StoreError {
         match f {
             Fail::Db(e) => self.classify(e),
+            Fail::Conflict(what) => StoreError::Unavailable(format!(
+                "{what} kept changing under concurrent writers; retry"
+            )),
             Fail::Store(StoreError::Unavailable(m)) => {
                 StoreError::Unavailable(scrub(&m, &self.secrets))
             }
             Fail::Store(StoreError::Query(m)) => StoreError::Query(scrub(&m, &self.secrets)),
             Fail::Store(StoreError::BadUrl(m)) => StoreError::BadUrl(scrub(&m, &self.secrets)),
+            Fail::Store(StoreError::Schema(m)) => StoreError::Schema(scrub(&m, &self.secrets)),
         }
     }
 
-    /// Runs one attempt of a transactional operation again when InnoDB chose it as a
-    /// deadlock victim (its work was rolled back, so running it again is safe).
-    pub(super) async fn retrying<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, Fail>>,
-    {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match attempt().await {
-                Ok(v) => return Ok(v),
-                Err(Fail::Db(e))
-                    if tries < MAX_ATTEMPTS && server_code(&e) == Some(ER_LOCK_DEADLOCK) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(tries))).await;
-                }
-                Err(f) => return Err(self.settle(f)),
+    /// How one attempt of an operation ends (see `op!`): its value, or its error to the
+    /// caller, or `None` to run it again — it lost a conflict ([`Fail::is_conflict`]) and
+    /// was rolled back whole, fewer than [`MAX_ATTEMPTS`] ran, and the deadline leaves
+    /// [`RETRY_NEEDS`]. Past that the caller is told to retry (50010).
+    pub(super) async fn settle_attempt<T>(
+        &self,
+        attempt: Result<T, Fail>,
+        tries: u32,
+    ) -> Option<Result<T, StoreError>> {
+        match attempt {
+            Ok(v) => Some(Ok(v)),
+            Err(f)
+                if f.is_conflict() && tries < MAX_ATTEMPTS && crate::deadline::has(RETRY_NEEDS) =>
+            {
+                let e = self.settle(f);
+                tracing::debug!("attempt {tries} lost a conflict, running it again: {e}");
+                let jitter = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos() % 8);
+                let pause = 4 * u64::from(tries) + u64::from(jitter);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                None
             }
+            Err(f) => Some(Err(self.settle(f))),
         }
     }
 
-    async fn raw_conn(&self) -> Result<Conn, StoreError> {
+    /// A connection lent to one operation (see [`Session`]).
+    pub(super) async fn session(&self) -> Result<Session, Fail> {
+        let conn = self.raw_conn().await?;
+        Ok(Session::new(conn, &self.pool, &self.servers))
+    }
+
+    pub(super) async fn raw_conn(&self) -> Result<Conn, StoreError> {
         let get = async {
             match self.pool.get_conn().await {
                 Ok(c) => Ok(c),
@@ -228,88 +294,9 @@ impl MySqlStore {
         }
     }
 
-    /// A connection to a database whose schema exists.
-    pub(super) async fn conn(&self) -> Result<Conn, StoreError> {
-        self.schema.get_or_try_init(|| self.create_schema()).await?;
-        self.raw_conn().await
-    }
-
-    pub(super) async fn create_schema(&self) -> Result<(), StoreError> {
-        let mut conn = self.raw_conn().await?;
-        self.create_schema_on(&mut conn)
-            .await
-            .map_err(|e| self.settle(e))
-    }
-
-    /// Runs the DDL even when the lazy path already did: `migrate` is the explicit,
-    /// always-effective form.
-    pub(super) async fn migrate_now(&self) -> Result<(), StoreError> {
-        self.create_schema().await?;
-        let _ = self.schema.set(());
-        Ok(())
-    }
-
     pub(super) async fn ping_now(&self) -> Result<(), StoreError> {
         let mut conn = self.raw_conn().await?;
         conn.ping().await.map_err(|e| self.classify(e))
-    }
-
-    async fn create_schema_on(&self, conn: &mut Conn) -> Result<(), Fail> {
-        for table in TABLES {
-            conn.query_drop(table.create(Dialect::MySql)).await?;
-        }
-        let columns: Vec<(String, String, String)> = conn
-            .query(format!(
-                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({TABLE_NAMES})"
-            ))
-            .await?;
-        // Tables from before identifiers compared exactly: their columns become binary once
-        // (a case-insensitive key never holds two rows a binary one would refuse), and
-        // later start-ups find nothing to do.
-        for (table, column, ddl) in exact_identifier_columns() {
-            let inexact = columns.iter().any(|(t, c, data_type)| {
-                t.eq_ignore_ascii_case(table)
-                    && c.eq_ignore_ascii_case(column)
-                    && !data_type.eq_ignore_ascii_case(ID_TYPE)
-            });
-            if inexact {
-                conn.query_drop(ddl).await?;
-            }
-        }
-        // (MySQL, unlike MariaDB, has no `ADD COLUMN IF NOT EXISTS`.)
-        for (table, column, ddl) in added_columns(Dialect::MySql) {
-            if !columns
-                .iter()
-                .any(|(t, c, _)| t.eq_ignore_ascii_case(table) && c.eq_ignore_ascii_case(column))
-            {
-                ignore_codes(conn.query_drop(ddl).await, &[ER_DUP_FIELDNAME])?;
-            }
-        }
-        let indexes: Vec<(String, String)> = conn
-            .query(format!(
-                "SELECT DISTINCT TABLE_NAME, INDEX_NAME FROM information_schema.STATISTICS \
-                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN ({TABLE_NAMES})"
-            ))
-            .await?;
-        for (table, index, cols) in INDEXES {
-            if !indexes
-                .iter()
-                .any(|(t, i)| t.eq_ignore_ascii_case(table) && i.eq_ignore_ascii_case(index))
-            {
-                let ddl = format!("CREATE INDEX {index} ON {table} ({cols})");
-                // Another cold start may have created it a moment ago.
-                ignore_codes(conn.query_drop(ddl).await, &[ER_DUP_KEYNAME])?;
-            }
-        }
-        Ok(())
-    }
-}
-
-fn ignore_codes(r: Result<(), mysql_async::Error>, codes: &[u16]) -> Result<(), Fail> {
-    match r {
-        Err(e) if server_code(&e).is_some_and(|c| codes.contains(&c)) => Ok(()),
-        other => other.map_err(Fail::from),
     }
 }
 
@@ -373,5 +360,76 @@ fn describe_url_error(e: &UrlError) -> String {
             format!("unknown URL parameter `{}`", name(param))
         }
         UrlError::UnsupportedScheme { .. } => "the URL must start with mysql://".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(code: u16, message: &str) -> Fail {
+        Fail::Db(mysql_async::Error::Server(mysql_async::ServerError {
+            code,
+            message: message.into(),
+            state: "40001".into(),
+        }))
+    }
+
+    #[test]
+    fn conflicts_are_the_errors_after_which_the_whole_transaction_was_rolled_back() {
+        assert!(server(1213, "Deadlock found when trying to get lock").is_conflict());
+        // How MariaDB reports a Galera certification failure, also on COMMIT.
+        assert!(server(
+            1213,
+            "WSREP detected deadlock/conflict and aborted the transaction. Try restarting the transaction"
+        )
+        .is_conflict());
+        assert!(server(1047, "WSREP has not yet prepared node for application use").is_conflict());
+        assert!(Fail::Conflict("the order's refundable amount").is_conflict());
+        // A lock wait timeout spent its 2 s and rolled back only the statement; a duplicate
+        // key, a missing table or a failed store step are answers, not races.
+        for code in [1205, 1062, 1146, 1064] {
+            assert!(!server(code, "no").is_conflict(), "{code}");
+        }
+        assert!(!Fail::Store(StoreError::Query("x".into())).is_conflict());
+    }
+
+    #[tokio::test]
+    async fn a_conflict_runs_again_a_bounded_number_of_times_and_only_within_the_deadline() {
+        let store = MySqlStore::new("mysql://u:p@127.0.0.1:1/x").expect("lazy");
+        let conflict = || server(1213, "WSREP detected deadlock/conflict");
+        for tries in 1..MAX_ATTEMPTS {
+            assert!(store
+                .settle_attempt::<()>(Err(conflict()), tries)
+                .await
+                .is_none());
+        }
+        // Past the bound the caller is told to retry: 50010.
+        match store
+            .settle_attempt::<()>(Err(conflict()), MAX_ATTEMPTS)
+            .await
+        {
+            Some(Err(StoreError::Unavailable(_))) => {}
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        // With less than RETRY_NEEDS before the answer is due, no second attempt.
+        let deadline = tokio::time::Instant::now() + crate::deadline::MARGIN + RETRY_NEEDS / 2;
+        let settled = crate::deadline::scope(
+            deadline,
+            store.settle_attempt::<()>(Err(Fail::Conflict("row")), 1),
+        )
+        .await;
+        assert!(
+            matches!(settled, Some(Err(StoreError::Unavailable(_)))),
+            "{settled:?}"
+        );
+        // Anything else is final at once.
+        assert!(matches!(
+            store
+                .settle_attempt::<()>(Err(server(1062, "Duplicate entry")), 1)
+                .await,
+            Some(Err(StoreError::Query(_)))
+        ));
+        assert!(matches!(store.settle_attempt(Ok(7), 1).await, Some(Ok(7))));
     }
 }

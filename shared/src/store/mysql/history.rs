@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Params, Row, Value};
 
-use super::{dt, take, Fail, MySqlStore};
+use super::{dt, take, MySqlStore};
 use crate::store::history::{
     list_orders_clause, stats_clause, status_totals, OrderHistory, OrderListQuery, Param,
     StatsQuery, StatusTotals, MYSQL_LIST_INDEX,
@@ -30,11 +30,9 @@ fn values(params: Vec<Param>) -> Result<Params, StoreError> {
 impl MySqlStore {
     async fn rows(&self, sql: String, params: Vec<Param>) -> Result<Vec<Row>, StoreError> {
         let params = values(params)?;
-        let run = async {
-            let mut conn = self.conn().await?;
-            Ok::<_, Fail>(conn.exec(sql, params).await?)
-        };
-        run.await.map_err(|e| self.settle(e))
+        op!(self, |conn| Ok(conn
+            .exec(sql.as_str(), params.clone())
+            .await?))
     }
 }
 

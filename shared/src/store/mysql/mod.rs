@@ -1,21 +1,31 @@
 //! The production store: MySQL (or MariaDB) through `mysql_async`.
 //!
 //! Serverless shape: constructing the store does no I/O (the pool connects on first use),
-//! the schema is created on the first query of a process (and by `migrate`), the pool keeps
-//! at most a handful of connections and lets idle ones go, and a pooled connection the
-//! server dropped while the instance was frozen is replaced instead of failing the call.
+//! the first operation of a process checks the schema's version (or, with
+//! `MIGRATE_ON_START`, applies what is missing; see [`migrate`]), the pool keeps at most a
+//! handful of connections and lets idle ones go, and a pooled connection the server
+//! dropped while the instance was frozen is replaced instead of failing the call.
 //!
-//! Locking discipline, which the money-safety of every "one transaction" method rests on:
-//! a transaction either starts with a guarded `UPDATE … WHERE status IN (…)` (InnoDB
-//! evaluates its condition on the latest committed row under the row lock, so of any number
-//! of concurrent callers exactly one changes it), or first takes the order row with
-//! `SELECT … FOR UPDATE` and only then does plain reads. Under REPEATABLE READ the read view
-//! is created by the first plain read, so those reads see every transaction that held the
+//! Guards are writes. Every decision about money is a write to the row it guards,
+//! conditional on what the decision rested on: `UPDATE … WHERE status IN (…)` for order and
+//! outbox transitions, the order's refund reservation as `UPDATE orders … WHERE paid −
+//! refunded − reserved >= amount`, a refund's transition `… WHERE status = <as read>`. Two
+//! writers of one row conflict on one server (the row lock: the condition is evaluated on
+//! the latest committed row), on a Galera cluster (certification: the loser is rolled back
+//! at COMMIT, 1213) and on TiDB (a write conflict), and a write that finds its condition
+//! no longer true changes nothing; the operation then runs again, whole ([`conn`]).
+//!
+//! Locking discipline on one server, which keeps those conflicts rare: a transaction about
+//! an order first takes its row with `SELECT … FOR UPDATE`, then does plain reads, then
+//! writes the order row before the refund rows. Under REPEATABLE READ the read view is
+//! created by the first plain read, so those reads see every transaction that held the
 //! same order lock before us. Plain reads (instead of locking reads) on `refunds` avoid gap
 //! locks, which would make two refunds of neighbouring orders deadlock each other on insert.
+//! The locking read is only that: on a multi-primary cluster it holds on one node, and the
+//! guarded writes are what keep the money right.
 
 mod conn;
-mod history;
+mod session;
 mod tls;
 
 use mysql_async::prelude::{FromValue, Queryable};
@@ -29,7 +39,7 @@ pub use tls::{DatabaseCa, SslMode};
 
 use super::outbox_sql;
 use super::rows::{self, stored, Fields};
-use super::rules::{self, existing_reservation};
+use super::rules::{self, existing_reservation, OrderDelta};
 use super::sql::{self, truncated_error};
 use super::{
     Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
@@ -40,15 +50,55 @@ use super::{
 /// Positional statement parameters from heterogeneous values.
 macro_rules! params {
     ($($v:expr),* $(,)?) => {
-        Params::Positional(vec![$(Value::from($v)),*])
+        ::mysql_async::Params::Positional(vec![$(::mysql_async::Value::from($v)),*])
     };
 }
 
+/// One store operation on MySQL: `body` runs with `conn`, a connection to a database whose
+/// schema this release serves (`schema_ready`). An attempt that lost a conflict runs again,
+/// whole, while `settle_attempt` allows; if the caller stops waiting mid-way, the
+/// connection is ended on the server before the invocation answers (`session::Session`).
+/// A macro rather than a function taking a closure: the attempt borrows the connection
+/// and the caller's arguments, which an `async_trait` method's `Send` future cannot prove
+/// of a higher-ranked closure.
+macro_rules! op {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        let store: &$crate::store::MySqlStore = $store;
+        match store.schema_ready().await {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let mut tries = 0u32;
+                loop {
+                    tries += 1;
+                    let attempt = async {
+                        let mut session = store.session().await?;
+                        let out = {
+                            let $conn: &mut ::mysql_async::Conn = &mut session;
+                            $body
+                        };
+                        session.release();
+                        out
+                    }
+                    .await;
+                    if let Some(done) = store.settle_attempt(attempt, tries).await {
+                        break done;
+                    }
+                }
+            }
+        }
+    }};
+}
+
+mod history;
+mod migrate;
 mod ports;
 mod reconcile;
 mod tx;
 
-use tx::{ended, finish_refund_in, mark_paid_in, reserve_refund_in, revive_failed_refund_in};
+use tx::{
+    ended, fail_refund_in, finish_refund_in, mark_paid_in, reserve_refund_in,
+    revive_failed_refund_in,
+};
 
 static SELECT_ORDER_FOR_UPDATE: Lazy<String> =
     Lazy::new(|| format!("{} FOR UPDATE", *sql::SELECT_ORDER));
@@ -167,21 +217,46 @@ async fn insert_refund<Q: Queryable>(q: &mut Q, r: &Refund) -> Result<bool, Fail
     }
 }
 
-impl MySqlStore {
-    async fn run<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, Fail>>,
-    ) -> Result<T, StoreError> {
-        f.await.map_err(|e| self.settle(e))
+/// Moves an order's totals by a refund transition. `guarded`: the transition is this
+/// store's decision, and the write holds only if the order is paid and what it takes still
+/// fits; otherwise the row changed since it was read, and the attempt runs again.
+async fn move_order(
+    q: &mut mysql_async::Transaction<'_>,
+    out_trade_no: &str,
+    delta: OrderDelta,
+    guarded: bool,
+    now: OffsetDateTime,
+) -> Result<(), Fail> {
+    if delta.is_zero() {
+        return Ok(());
     }
+    let mut values = vec![
+        Value::from(delta.refunded),
+        Value::from(delta.refunded),
+        Value::from(delta.reserved),
+        Value::from(delta.reserved),
+        Value::from(dt(now)?),
+        Value::from(out_trade_no),
+    ];
+    let statement = if guarded {
+        values.push(Value::from(delta.takes()));
+        sql::GUARDED_ORDER_DELTA.as_str()
+    } else {
+        sql::ORDER_DELTA
+    };
+    q.exec_drop(statement, Params::Positional(values)).await?;
+    if guarded && q.affected_rows() != 1 {
+        return Err(Fail::Conflict("the order's refundable amount"));
+    }
+    Ok(())
+}
 
+impl MySqlStore {
     async fn exec(&self, sql: &str, params: Params) -> Result<u64, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            conn.exec_drop(sql, params).await?;
+        op!(self, |conn| {
+            conn.exec_drop(sql, params.clone()).await?;
             Ok(conn.affected_rows())
         })
-        .await
     }
 
     #[cfg(feature = "test-helpers")]
@@ -191,15 +266,13 @@ impl MySqlStore {
         key: &str,
         map: fn(&mut dyn Fields) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
+        op!(self, |conn| {
             let rows: Vec<Row> = conn.exec(sql, params![key]).await?;
             Ok(rows
                 .into_iter()
                 .map(|mut r| map(&mut r))
                 .collect::<Result<_, _>>()?)
         })
-        .await
     }
 
     /// A guarded status change (`sql` names the states it may come from).
@@ -218,21 +291,23 @@ impl MySqlStore {
 
     /// BEGIN, the guarded update, the log and the leased outbox row, COMMIT: five
     /// statements, and the order is not read again (the caller read it to check the payment).
-    async fn mark_paid_once(&self, paid: &PaidTransition) -> Result<PaidOutcome, Fail> {
-        let mut conn = self.conn().await?;
+    /// The outbox row is handed back only once COMMIT succeeded.
+    async fn mark_paid_once(conn: &mut Conn, paid: &PaidTransition) -> Result<PaidOutcome, Fail> {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let work = mark_paid_in(&mut tx, paid).await;
         if let Some(outbox) = ended(tx, work).await? {
             return Ok(PaidOutcome::Transitioned { outbox });
         }
-        Ok(match select_order(&mut conn, &paid.out_trade_no).await? {
+        Ok(match select_order(conn, &paid.out_trade_no).await? {
             Some(order) => PaidOutcome::AlreadyPaid(order),
             None => PaidOutcome::NotFound,
         })
     }
 
-    async fn reserve_refund_once(&self, refund: &NewRefund) -> Result<RefundReservation, Fail> {
-        let mut conn = self.conn().await?;
+    async fn reserve_refund_once(
+        conn: &mut Conn,
+        refund: &NewRefund,
+    ) -> Result<RefundReservation, Fail> {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let work = reserve_refund_in(&mut tx, refund).await;
         if let Some(reservation) = ended(tx, work).await? {
@@ -240,36 +315,44 @@ impl MySqlStore {
         }
         // The same out_refund_no was reserved concurrently (possibly for another order,
         // which holds a different lock): report the row that won.
-        match select_refund(&mut conn, &refund.out_refund_no).await? {
+        match select_refund(conn, &refund.out_refund_no).await? {
             Some(existing) => Ok(existing_reservation(existing, &refund.out_trade_no)),
-            None => {
-                Err(StoreError::Query("refund number taken, then gone; try again".into()).into())
-            }
+            None => Err(Fail::Conflict("the refund number")),
         }
     }
 
     async fn revive_failed_refund_once(
-        &self,
+        conn: &mut Conn,
         out_refund_no: &str,
     ) -> Result<RefundReservation, Fail> {
-        let mut conn = self.conn().await?;
-        let Some(refund) = select_refund(&mut conn, out_refund_no).await? else {
+        let Some(refund) = select_refund(conn, out_refund_no).await? else {
             return Ok(RefundReservation::OrderNotFound);
         };
         if refund.status != RefundStatus::Failed {
             return Ok(RefundReservation::Existing(refund));
         }
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let work = revive_failed_refund_in(&mut tx, refund, out_refund_no).await;
+        let work = revive_failed_refund_in(&mut tx, &refund.out_trade_no, out_refund_no).await;
+        ended(tx, work).await
+    }
+
+    async fn fail_refund_once(conn: &mut Conn, out_refund_no: &str) -> Result<bool, Fail> {
+        let Some(refund) = select_refund(conn, out_refund_no).await? else {
+            return Ok(false);
+        };
+        if refund.status != RefundStatus::Processing {
+            return Ok(false);
+        }
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let work = fail_refund_in(&mut tx, &refund.out_trade_no, out_refund_no).await;
         ended(tx, work).await
     }
 
     /// `None`: a concurrent caller inserted the same unknown refund first; run again.
     async fn finish_refund_once(
-        &self,
+        conn: &mut Conn,
         result: &RefundResult,
     ) -> Result<Option<RefundOutcome>, Fail> {
-        let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let work = finish_refund_in(&mut tx, result).await;
         ended(tx, work).await

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::store::{MigrationReport, SchemaVersion};
 
 #[async_trait]
 impl Orders for MySqlStore {
@@ -31,28 +32,22 @@ impl Orders for MySqlStore {
     }
 
     async fn get_order(&self, out_trade_no: &str) -> Result<Option<Order>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            select_order(&mut conn, out_trade_no).await
-        })
-        .await
+        op!(self, |conn| select_order(conn, out_trade_no).await)
     }
 
     async fn get_order_by_transaction_id(
         &self,
         transaction_id: &str,
     ) -> Result<Option<Order>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
+        op!(self, |conn| {
             one(
-                &mut conn,
+                conn,
                 &sql::SELECT_ORDER_BY_TRANSACTION,
                 params![transaction_id],
                 rows::order,
             )
             .await
         })
-        .await
     }
 
     async fn mark_order_failed(
@@ -77,18 +72,14 @@ impl Orders for MySqlStore {
 #[async_trait]
 impl Logs for MySqlStore {
     async fn insert_log(&self, log: &PaymentLog, now: OffsetDateTime) -> Result<(), StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            insert_log(&mut conn, log, now).await
-        })
-        .await
+        op!(self, |conn| insert_log(conn, log, now).await)
     }
 }
 
 #[async_trait]
 impl Transitions for MySqlStore {
     async fn mark_paid(&self, paid: &PaidTransition) -> Result<PaidOutcome, StoreError> {
-        self.retrying(|| self.mark_paid_once(paid)).await
+        op!(self, |conn| Self::mark_paid_once(conn, paid).await)
     }
 
     async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
@@ -96,7 +87,8 @@ impl Transitions for MySqlStore {
         // A lost insert race is retried once: the second pass finds the row and reports
         // "no change" instead of applying the amount again.
         for _ in 0..2 {
-            if let Some(outcome) = self.retrying(|| self.finish_refund_once(result)).await? {
+            let once = op!(self, |conn| Self::finish_refund_once(conn, result).await)?;
+            if let Some(outcome) = once {
                 return Ok(outcome);
             }
         }
@@ -109,15 +101,11 @@ impl Transitions for MySqlStore {
 #[async_trait]
 impl Refunds for MySqlStore {
     async fn reserve_refund(&self, refund: &NewRefund) -> Result<RefundReservation, StoreError> {
-        self.retrying(|| self.reserve_refund_once(refund)).await
+        op!(self, |conn| Self::reserve_refund_once(conn, refund).await)
     }
 
     async fn get_refund(&self, out_refund_no: &str) -> Result<Option<Refund>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            select_refund(&mut conn, out_refund_no).await
-        })
-        .await
+        op!(self, |conn| select_refund(conn, out_refund_no).await)
     }
 
     async fn set_refund_id(&self, out_refund_no: &str, refund_id: &str) -> Result<(), StoreError> {
@@ -130,12 +118,16 @@ impl Refunds for MySqlStore {
         &self,
         out_refund_no: &str,
     ) -> Result<RefundReservation, StoreError> {
-        self.retrying(|| self.revive_failed_refund_once(out_refund_no))
-            .await
+        op!(self, |conn| Self::revive_failed_refund_once(
+            conn,
+            out_refund_no
+        )
+        .await)
     }
 
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError> {
-        Ok(self.exec(sql::FAIL_REFUND, params![out_refund_no]).await? == 1)
+        op!(self, |conn| Self::fail_refund_once(conn, out_refund_no)
+            .await)
     }
 }
 
@@ -146,11 +138,7 @@ impl OutboxStore for MySqlStore {
         id: i64,
         lease_secs: i64,
     ) -> Result<Option<OutboxRow>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            Self::claim_one(&mut conn, id, lease_secs).await
-        })
-        .await
+        op!(self, |conn| Self::claim_one(conn, id, lease_secs).await)
     }
 
     async fn claim_due_notifications(
@@ -159,20 +147,23 @@ impl OutboxStore for MySqlStore {
         limit: i64,
         force: bool,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
+        op!(self, |conn| {
             let ids: Vec<i64> = conn
                 .exec(&outbox_sql::MYSQL.due_ids, params![force, limit.max(0)])
                 .await?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(row) = Self::claim_one(&mut conn, id, lease_secs).await? {
-                    claimed.push(row);
+                // Each claim is its own guarded write: one lost to another node is simply
+                // not ours, and the ones before it stay claimed.
+                match Self::claim_one(conn, id, lease_secs).await {
+                    Ok(Some(row)) => claimed.push(row),
+                    Ok(None) => {}
+                    Err(f) if f.is_conflict() => {}
+                    Err(f) => return Err(f),
                 }
             }
             Ok(claimed)
         })
-        .await
     }
 
     async fn mark_delivered(&self, row: &OutboxRow) -> Result<bool, StoreError> {
@@ -217,12 +208,10 @@ impl OutboxStore for MySqlStore {
 #[async_trait]
 impl crate::store::Inspect for MySqlStore {
     async fn count_orders(&self) -> Result<i64, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
+        op!(self, |conn| {
             let n: Option<i64> = conn.query_first(sql::COUNT_ORDERS).await?;
             Ok(n.unwrap_or(0))
         })
-        .await
     }
 
     async fn outbox_for_order(&self, out_trade_no: &str) -> Result<Vec<OutboxRow>, StoreError> {
@@ -250,8 +239,12 @@ impl crate::store::Inspect for MySqlStore {
 
 #[async_trait]
 impl Store for MySqlStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         self.migrate_now().await
+    }
+
+    async fn schema_version(&self) -> Result<SchemaVersion, StoreError> {
+        self.schema_version_now().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

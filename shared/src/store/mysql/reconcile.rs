@@ -11,35 +11,50 @@ use crate::store::reconciliation::{
 use crate::store::{Reconciliation, ReconciliationItem, ReconciliationStore};
 
 impl MySqlStore {
-    async fn save_reconciliation_once(&self, run: &Reconciliation) -> Result<Reconciliation, Fail> {
-        let mut conn = self.conn().await?;
+    async fn save_reconciliation_once(
+        conn: &mut Conn,
+        run: &Reconciliation,
+    ) -> Result<Reconciliation, Fail> {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let now = dt(run.updated_at)?;
-        let mut values = vec![
-            Value::from(&run.status),
-            Value::from(run.bill_rows),
-            Value::from(run.payments),
-            Value::from(run.payment_total),
-            Value::from(run.refunds),
-            Value::from(run.refund_total),
-            Value::from(run.repaired),
-            Value::from(now),
-            Value::from(&run.bill_date),
-            Value::from(&run.bill_date),
-        ];
-        tx.exec_drop(UPDATE_RUN, Params::Positional(values.clone()))
-            .await?;
-        // updated_at always changes, so an existing row always counts as affected.
-        if tx.affected_rows() == 0 {
-            values.push(Value::from(now));
-            tx.exec_drop(INSERT_RUN, Params::Positional(values)).await?;
-        }
-        let saved = one(&mut tx, &SELECT_RUN, params![&run.bill_date], run_row)
-            .await?
-            .ok_or_else(|| StoreError::Query("reconciliation row not written".into()))?;
-        tx.commit().await?;
-        Ok(saved)
+        let work = save_reconciliation_in(&mut tx, run).await;
+        ended(tx, work).await
     }
+}
+
+async fn save_reconciliation_in(
+    tx: &mut mysql_async::Transaction<'_>,
+    run: &Reconciliation,
+) -> Result<tx::End<Reconciliation>, Fail> {
+    let now = dt(run.updated_at)?;
+    let mut values = vec![
+        Value::from(&run.status),
+        Value::from(run.bill_rows),
+        Value::from(run.payments),
+        Value::from(run.payment_total),
+        Value::from(run.refunds),
+        Value::from(run.refund_total),
+        Value::from(run.repaired),
+        Value::from(now),
+        Value::from(&run.bill_date),
+        Value::from(&run.bill_date),
+    ];
+    tx.exec_drop(UPDATE_RUN, Params::Positional(values.clone()))
+        .await?;
+    // updated_at always changes, so an existing row always counts as affected.
+    if tx.affected_rows() == 0 {
+        values.push(Value::from(now));
+        match tx.exec_drop(INSERT_RUN, Params::Positional(values)).await {
+            // Another run of the same date inserted it first: run again, as an update.
+            Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {
+                return Err(Fail::Conflict("the reconciliation row"))
+            }
+            other => other?,
+        }
+    }
+    let saved = one(tx, &SELECT_RUN, params![&run.bill_date], run_row)
+        .await?
+        .ok_or_else(|| StoreError::Query("reconciliation row not written".into()))?;
+    Ok(tx::End::Commit(saved))
 }
 
 #[async_trait]
@@ -48,23 +63,24 @@ impl ReconciliationStore for MySqlStore {
         &self,
         run: &Reconciliation,
     ) -> Result<Reconciliation, StoreError> {
-        self.run(self.save_reconciliation_once(run)).await
+        op!(self, |conn| Self::save_reconciliation_once(conn, run).await)
     }
 
     async fn get_reconciliation(
         &self,
         bill_date: &str,
     ) -> Result<Option<Reconciliation>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            one(&mut conn, &SELECT_RUN, params![bill_date], run_row).await
-        })
-        .await
+        op!(self, |conn| one(
+            conn,
+            &SELECT_RUN,
+            params![bill_date],
+            run_row
+        )
+        .await)
     }
 
     async fn add_reconciliation_item(&self, item: &ReconciliationItem) -> Result<bool, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
+        op!(self, |conn| {
             let inserted = conn
                 .exec_drop(
                     INSERT_ITEM,
@@ -84,7 +100,6 @@ impl ReconciliationStore for MySqlStore {
                 Err(e) => Err(e.into()),
             }
         })
-        .await
     }
 
     async fn reconciliation_items(
@@ -115,14 +130,12 @@ impl MySqlStore {
         params: Params,
         map: fn(&mut dyn Fields) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        self.run(async {
-            let mut conn = self.conn().await?;
-            let rows: Vec<Row> = conn.exec(sql, params).await?;
+        op!(self, |conn| {
+            let rows: Vec<Row> = conn.exec(sql, params.clone()).await?;
             Ok(rows
                 .into_iter()
                 .map(|mut r| map(&mut r))
                 .collect::<Result<_, _>>()?)
         })
-        .await
     }
 }

@@ -4,13 +4,13 @@
 //! connection comes back, which a sandbox frozen in between would postpone indefinitely.
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Params, Transaction, Value};
+use mysql_async::Transaction;
 
 use super::conn::Fail;
-use super::{dt, insert_log, insert_refund, last_id, lock_order, select_refund};
-use crate::store::rules::{self, after_refund, existing_reservation, result_applies};
+use super::{dt, insert_log, insert_refund, last_id, lock_order, move_order, select_refund};
+use crate::store::rules::{self, existing_reservation, result_applies, OrderDelta};
 use crate::store::{
-    outbox_sql, sql, NewRefund, OrderStatus, OutboxRow, PaidTransition, Refund, RefundOutcome,
+    outbox_sql, sql, NewRefund, OutboxRow, PaidTransition, Refund, RefundOutcome,
     RefundReservation, RefundResult, RefundStatus,
 };
 
@@ -96,17 +96,13 @@ pub(super) async fn reserve_refund_in(
     let Some(order) = order else {
         return Ok(End::Rollback(Some(RefundReservation::OrderNotFound)));
     };
-    let in_flight: Option<i64> = if order.status == OrderStatus::Paid {
-        tx.exec_first(&*sql::IN_FLIGHT_SUM, params![&refund.out_trade_no])
-            .await?
-    } else {
-        None
-    };
-    let amount = match rules::reserve(&order, in_flight.unwrap_or(0), refund.amount) {
+    let amount = match rules::reserve(&order, refund.amount) {
         Ok(amount) => amount,
         Err(refusal) => return Ok(End::Rollback(Some(refusal.into()))),
     };
     let created = rules::reserved_refund(refund, amount);
+    let delta = OrderDelta::of(None, (created.status, amount));
+    move_order(tx, &refund.out_trade_no, delta, true, refund.now).await?;
     if !insert_refund(tx, &created).await? {
         return Ok(End::Rollback(None));
     }
@@ -115,29 +111,75 @@ pub(super) async fn reserve_refund_in(
 
 pub(super) async fn revive_failed_refund_in(
     tx: &mut Transaction<'_>,
-    seen: Refund,
+    out_trade_no: &str,
     out_refund_no: &str,
 ) -> Result<End<RefundReservation>, Fail> {
-    // The lock comes first: see the module comment of the store.
-    let order = lock_order(tx, &seen.out_trade_no).await?;
+    let order = lock_order(tx, out_trade_no).await?;
     let Some(refund) = select_refund(tx, out_refund_no).await? else {
         return Ok(End::Rollback(RefundReservation::OrderNotFound));
     };
     let Some(order) = order.filter(|_| refund.status == RefundStatus::Failed) else {
         return Ok(End::Rollback(RefundReservation::Existing(refund)));
     };
-    let in_flight: Option<i64> = tx
-        .exec_first(&*sql::IN_FLIGHT_SUM, params![&refund.out_trade_no])
-        .await?;
-    if let Err(refusal) = rules::reserve(&order, in_flight.unwrap_or(0), Some(refund.amount)) {
+    if let Err(refusal) = rules::reserve(&order, Some(refund.amount)) {
         return Ok(End::Rollback(refusal.into()));
     }
+    let revived = Refund {
+        status: RefundStatus::Processing,
+        ..refund.clone()
+    };
+    let delta = OrderDelta::of(
+        Some((refund.status, refund.amount)),
+        (revived.status, revived.amount),
+    );
+    move_order(
+        tx,
+        &refund.out_trade_no,
+        delta,
+        true,
+        crate::util::now_utc(),
+    )
+    .await?;
     tx.exec_drop(sql::REVIVE_FAILED_REFUND, params![out_refund_no])
         .await?;
-    Ok(End::Commit(RefundReservation::Existing(Refund {
-        status: RefundStatus::Processing,
-        ..refund
-    })))
+    if tx.affected_rows() != 1 {
+        return Err(Fail::Conflict("the refund"));
+    }
+    Ok(End::Commit(RefundReservation::Revived(revived)))
+}
+
+/// `processing → failed`, its amount given back to the order. `false`: it was not
+/// processing.
+pub(super) async fn fail_refund_in(
+    tx: &mut Transaction<'_>,
+    out_trade_no: &str,
+    out_refund_no: &str,
+) -> Result<End<bool>, Fail> {
+    lock_order(tx, out_trade_no).await?;
+    let Some(refund) = select_refund(tx, out_refund_no).await? else {
+        return Ok(End::Rollback(false));
+    };
+    if refund.status != RefundStatus::Processing {
+        return Ok(End::Rollback(false));
+    }
+    tx.exec_drop(sql::FAIL_REFUND, params![out_refund_no])
+        .await?;
+    if tx.affected_rows() != 1 {
+        return Err(Fail::Conflict("the refund"));
+    }
+    let delta = OrderDelta::of(
+        Some((refund.status, refund.amount)),
+        (RefundStatus::Failed, refund.amount),
+    );
+    move_order(
+        tx,
+        &refund.out_trade_no,
+        delta,
+        false,
+        crate::util::now_utc(),
+    )
+    .await?;
+    Ok(End::Commit(true))
 }
 
 /// `None`: a concurrent caller inserted the same unknown refund first.
@@ -149,23 +191,17 @@ pub(super) async fn finish_refund_in(
     // comment of the store for why the lock precedes every read.
     let order = lock_order(tx, &result.out_trade_no).await?;
     let known = select_refund(tx, &result.out_refund_no).await?;
-    let in_flight: Option<i64> = tx
-        .exec_first(&*sql::IN_FLIGHT_SUM, params![&result.out_trade_no])
-        .await?;
-    let checked = rules::check_result(
-        order.as_ref(),
-        known.as_ref(),
-        in_flight.unwrap_or(0),
-        result,
-    );
-    if let Err(m) = checked {
+    if let Err(m) = rules::check_result(order.as_ref(), known.as_ref(), result) {
         return Ok(End::Rollback(Some(RefundOutcome::Mismatch(m))));
     }
     match known {
         None => {
             // Made in the merchant portal (or our reservation was lost): record it as
-            // WeChat Pay reports it.
-            if !insert_refund(tx, &rules::reported_refund(result)).await? {
+            // WeChat Pay reports it, if it still fits what remains of the order.
+            let r = rules::reported_refund(result);
+            let delta = OrderDelta::of(None, (r.status, r.amount));
+            move_order(tx, &result.out_trade_no, delta, true, result.now).await?;
+            if !insert_refund(tx, &r).await? {
                 return Ok(End::Rollback(None));
             }
         }
@@ -175,33 +211,24 @@ pub(super) async fn finish_refund_in(
             }
             let r = rules::applied_result(&known, result);
             tx.exec_drop(
-                &*sql::APPLY_REFUND_RESULT,
+                sql::APPLY_REFUND_RESULT,
                 params![
                     r.status.as_str(),
                     &r.refund_id,
                     r.success_at.map(dt).transpose()?,
                     r.amount,
                     &r.out_refund_no,
+                    known.status.as_str(),
                 ],
             )
             .await?;
             if tx.affected_rows() != 1 {
-                return Ok(End::Rollback(Some(RefundOutcome::Unchanged)));
+                return Err(Fail::Conflict("the refund"));
             }
+            // WeChat Pay's word on a refund we hold: recorded whatever remains.
+            let delta = OrderDelta::of(Some((known.status, known.amount)), (r.status, r.amount));
+            move_order(tx, &result.out_trade_no, delta, false, result.now).await?;
         }
-    }
-    if let (RefundStatus::Success, Some(order)) = (result.status, &order) {
-        let (refunded, status) = after_refund(order, result.amount);
-        tx.exec_drop(
-            sql::SET_ORDER_REFUNDED,
-            params![
-                refunded,
-                status.as_str(),
-                dt(result.now)?,
-                &result.out_trade_no
-            ],
-        )
-        .await?;
     }
     insert_log(tx, &result.log, result.now).await?;
     Ok(End::Commit(Some(RefundOutcome::Applied)))

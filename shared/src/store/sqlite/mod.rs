@@ -24,20 +24,22 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::outbox_sql;
 use super::rows::{self, stored, Fields};
-use super::rules::{self, after_refund, existing_reservation, result_applies};
+use super::rules::{self, OrderDelta};
 use super::sql::{self, truncated_error};
 use super::{
-    Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
-    PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
-    RefundStatus, Refunds, Store, StoreError, Transitions,
+    Logs, NewOrder, NewRefund, OnStart, Order, OrderStatus, Orders, OutboxRow, OutboxStore,
+    PaidOutcome, PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation,
+    RefundResult, Refunds, Store, StoreError, Transitions,
 };
 
 mod history;
+mod migrate;
 mod pool;
 mod ports;
 mod reconcile;
+mod tx;
 
-use pool::{create_schema, Pool};
+use pool::Pool;
 
 const TS_FORMAT: &[BorrowedFormatItem<'static>] =
     format_description!("[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]");
@@ -45,6 +47,9 @@ const TS_FORMAT: &[BorrowedFormatItem<'static>] =
 /// The embedded SQLite store (`sqlite://PATH`, `sqlite::memory:`).
 pub struct SqliteStore {
     pool: Arc<Pool>,
+    /// Whether the schema was checked (or brought up to date) for this store.
+    schema: tokio::sync::OnceCell<()>,
+    on_start: OnStart,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -54,8 +59,14 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating when missing) the database file and its schema.
+    /// Opens (creating when missing) the database file; the first operation applies the
+    /// migrations it lacks (as `MIGRATE_ON_START=true` does).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, OnStart::Migrate)
+    }
+
+    /// [`SqliteStore::open`], saying what the first operation does about the schema.
+    pub fn open_with(path: impl AsRef<Path>, on_start: OnStart) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -64,23 +75,53 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             pool: Pool::open_file(path)?,
+            schema: tokio::sync::OnceCell::new(),
+            on_start,
         })
     }
 
-    /// A private database that lives as long as this store (tests, throwaway local runs).
+    /// A private database that lives as long as this store (tests, throwaway local runs);
+    /// migrated on first use, since nobody else can reach it.
     pub fn open_in_memory() -> Result<Self, StoreError> {
         Ok(SqliteStore {
             pool: Pool::open_in_memory()?,
+            schema: tokio::sync::OnceCell::new(),
+            on_start: OnStart::Migrate,
         })
     }
 
-    /// Runs `work` on one of the store's connections (see [`pool`]).
+    /// Runs `work` on one of the store's connections (see [`pool`]), once the schema is
+    /// one this release serves.
     async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.schema_ready().await?;
         self.pool.run(work).await
+    }
+
+    /// The first operation's schema check: see [`OnStart`].
+    async fn schema_ready(&self) -> Result<(), StoreError> {
+        self.schema
+            .get_or_try_init(|| async {
+                match self.on_start {
+                    OnStart::Migrate => self.migrate_now().await.map(drop),
+                    OnStart::Check => {
+                        let state = self.pool.run(migrate::version).await?;
+                        super::require_compatible(state).inspect_err(|e| tracing::error!("{e}"))
+                    }
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn migrate_now(&self) -> Result<super::MigrationReport, StoreError> {
+        let wait = crate::deadline::budget(migrate::MIGRATION_WAIT);
+        let report = self.pool.run(move |c| migrate::migrate(c, wait)).await?;
+        let _ = self.schema.set(());
+        Ok(report)
     }
 }
 
@@ -229,6 +270,57 @@ fn claim(conn: &Connection, id: i64, lease_secs: i64) -> Result<Option<OutboxRow
     }
 }
 
+/// Moves an order's totals by a refund transition ([`OrderDelta`]). `guarded`: the
+/// transition is this store's decision, and the write holds only if the order is paid and
+/// what it takes still fits. Inside `BEGIN IMMEDIATE` nothing can change the row between
+/// the read and this write, so a guard that fails here is a fault, not a race.
+fn move_order(
+    conn: &Connection,
+    out_trade_no: &str,
+    delta: OrderDelta,
+    guarded: bool,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    if delta.is_zero() {
+        return Ok(());
+    }
+    let (d, now) = (delta, ts(now)?);
+    let changed = if guarded {
+        exec(
+            conn,
+            &sql::GUARDED_ORDER_DELTA,
+            params![
+                d.refunded,
+                d.refunded,
+                d.reserved,
+                d.reserved,
+                now,
+                out_trade_no,
+                d.takes()
+            ],
+        )?
+    } else {
+        exec(
+            conn,
+            sql::ORDER_DELTA,
+            params![
+                d.refunded,
+                d.refunded,
+                d.reserved,
+                d.reserved,
+                now,
+                out_trade_no
+            ],
+        )?
+    };
+    if guarded && changed != 1 {
+        return Err(StoreError::Query(format!(
+            "order {out_trade_no} no longer fits a refund it fitted a moment ago"
+        )));
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// A guarded status change (`sql` names the states it may come from).
     async fn set_order_status(
@@ -243,176 +335,5 @@ impl SqliteStore {
             .run(move |c| exec(c, sql, params![to.as_str(), now, no]))
             .await?;
         Ok(changed == 1)
-    }
-
-    fn mark_paid_sync(
-        conn: &mut Connection,
-        paid: &PaidTransition,
-    ) -> Result<PaidOutcome, StoreError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let now = ts(paid.now)?;
-        let changed = exec(
-            &tx,
-            &sql::MARK_PAID,
-            params![
-                paid.transaction_id,
-                paid.paid_amount,
-                paid.payer_openid,
-                ts(paid.paid_at)?,
-                now,
-                paid.out_trade_no,
-            ],
-        )?;
-        if changed != 1 {
-            // Dropping `tx` rolls back; nothing was written anyway.
-            return Ok(match select_order(&tx, &paid.out_trade_no)? {
-                Some(order) => PaidOutcome::AlreadyPaid(order),
-                None => PaidOutcome::NotFound,
-            });
-        }
-        write_log(&tx, &paid.log, paid.now)?;
-        let lease = rules::new_lease_token();
-        exec(
-            &tx,
-            &outbox_sql::SQLITE.insert_leased,
-            params![
-                paid.out_trade_no,
-                paid.business_type,
-                paid.outbox_payload,
-                outbox_sql::secs(paid.lease_secs),
-                lease,
-                now,
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit().map_err(map_err)?;
-        Ok(PaidOutcome::Transitioned {
-            outbox: rules::leased_outbox_row(id, paid, lease),
-        })
-    }
-
-    fn reserve_refund_sync(
-        conn: &mut Connection,
-        refund: &NewRefund,
-    ) -> Result<RefundReservation, StoreError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        if let Some(existing) = select_refund(&tx, &refund.out_refund_no)? {
-            return Ok(existing_reservation(existing, &refund.out_trade_no));
-        }
-        let Some(order) = select_order(&tx, &refund.out_trade_no)? else {
-            return Ok(RefundReservation::OrderNotFound);
-        };
-        let in_flight = if order.status == OrderStatus::Paid {
-            one(&tx, &sql::IN_FLIGHT_SUM, [&refund.out_trade_no], |r| {
-                r.int(0)
-            })?
-            .flatten()
-            .unwrap_or(0)
-        } else {
-            0
-        };
-        let amount = match rules::reserve(&order, in_flight, refund.amount) {
-            Ok(amount) => amount,
-            Err(refusal) => return Ok(refusal.into()),
-        };
-        let created = rules::reserved_refund(refund, amount);
-        insert_refund(&tx, &created)?;
-        tx.commit().map_err(map_err)?;
-        Ok(RefundReservation::Created(created))
-    }
-
-    fn revive_failed_refund_sync(
-        conn: &mut Connection,
-        out_refund_no: &str,
-    ) -> Result<RefundReservation, StoreError> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let Some(refund) = select_refund(&tx, out_refund_no)? else {
-            return Ok(RefundReservation::OrderNotFound);
-        };
-        if refund.status != RefundStatus::Failed {
-            return Ok(RefundReservation::Existing(refund));
-        }
-        let Some(order) = select_order(&tx, &refund.out_trade_no)? else {
-            return Ok(RefundReservation::OrderNotFound);
-        };
-        let in_flight = one(&tx, &sql::IN_FLIGHT_SUM, [&refund.out_trade_no], |r| {
-            r.int(0)
-        })?
-        .flatten()
-        .unwrap_or(0);
-        if let Err(refusal) = rules::reserve(&order, in_flight, Some(refund.amount)) {
-            return Ok(refusal.into());
-        }
-        exec(&tx, sql::REVIVE_FAILED_REFUND, [out_refund_no])?;
-        tx.commit().map_err(map_err)?;
-        Ok(RefundReservation::Existing(Refund {
-            status: RefundStatus::Processing,
-            ..refund
-        }))
-    }
-
-    fn finish_refund_sync(
-        conn: &mut Connection,
-        result: &RefundResult,
-    ) -> Result<RefundOutcome, StoreError> {
-        rules::require_final(result)?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(map_err)?;
-        let order = select_order(&tx, &result.out_trade_no)?;
-        let known = select_refund(&tx, &result.out_refund_no)?;
-        let in_flight = one(&tx, &sql::IN_FLIGHT_SUM, [&result.out_trade_no], |r| {
-            r.int(0)
-        })?
-        .flatten()
-        .unwrap_or(0);
-        if let Err(m) = rules::check_result(order.as_ref(), known.as_ref(), in_flight, result) {
-            return Ok(RefundOutcome::Mismatch(m));
-        }
-        match known {
-            None => insert_refund(&tx, &rules::reported_refund(result))?,
-            Some(known) => {
-                if !result_applies(&known, result) {
-                    return Ok(RefundOutcome::Unchanged);
-                }
-                let r = rules::applied_result(&known, result);
-                let changed = exec(
-                    &tx,
-                    &sql::APPLY_REFUND_RESULT,
-                    params![
-                        r.status.as_str(),
-                        r.refund_id,
-                        ts_opt(r.success_at)?,
-                        r.amount,
-                        r.out_refund_no,
-                    ],
-                )?;
-                if changed != 1 {
-                    return Ok(RefundOutcome::Unchanged);
-                }
-            }
-        }
-        if let (RefundStatus::Success, Some(order)) = (result.status, &order) {
-            let (refunded, status) = after_refund(order, result.amount);
-            exec(
-                &tx,
-                sql::SET_ORDER_REFUNDED,
-                params![
-                    refunded,
-                    status.as_str(),
-                    ts(result.now)?,
-                    result.out_trade_no
-                ],
-            )?;
-        }
-        write_log(&tx, &result.log, result.now)?;
-        tx.commit().map_err(map_err)?;
-        Ok(RefundOutcome::Applied)
     }
 }

@@ -9,18 +9,21 @@
 //! invocation's deadline) and runs on `spawn_blocking`: a statement waiting for the write
 //! lock sleeps its thread, which must not be one of the runtime's few async workers. The
 //! deadline is task-local, so the busy timeout is worked out before the work leaves the
-//! task. A caller that stops waiting (its deadline fired) leaves the work to finish on its
-//! own; the connection comes back when it has.
+//! task. A caller that stops waiting (its deadline fired) cannot stop the thread: the work
+//! is interrupted (`sqlite3_interrupt`: the statement running fails, and its transaction
+//! rolls back as it is dropped) and the invocation waits for it to end before answering
+//! ([`crate::deadline::before_answering`]), so no write lock outlives the call; the
+//! connection comes back when it has.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, InterruptHandle};
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 
 use super::map_err;
-use crate::store::schema::{added_columns, Dialect, INDEXES, TABLES};
 use crate::store::StoreError;
 
 /// Connections to one database file: enough for a function's concurrent calls to overlap
@@ -39,7 +42,7 @@ pub(super) struct Pool {
 }
 
 impl Pool {
-    /// `path`'s connections, the schema created through the first.
+    /// `path`'s connections, the file in WAL mode.
     pub(super) fn open_file(path: &Path) -> Result<Arc<Self>, StoreError> {
         let mut conns = Vec::with_capacity(FILE_CONNECTIONS);
         for _ in 0..FILE_CONNECTIONS {
@@ -58,7 +61,6 @@ impl Pool {
                         path.display()
                     );
                 }
-                create_schema(&conn)?;
             }
             conns.push(conn);
         }
@@ -71,7 +73,6 @@ impl Pool {
     /// does not wait out), so its calls take turns on the one connection instead.
     pub(super) fn open_in_memory() -> Result<Arc<Self>, StoreError> {
         let conn = Connection::open_in_memory().map_err(map_err)?;
-        create_schema(&conn)?;
         Ok(Self::new(vec![conn]))
     }
 
@@ -104,6 +105,7 @@ impl Pool {
             pool: Arc::clone(self),
         };
         let busy = crate::deadline::budget(BUSY_TIMEOUT);
+        let interrupt = lease.conn.as_ref().map(Connection::get_interrupt_handle);
         let task = tokio::task::spawn_blocking(move || {
             // A permit always finds a connection: each lease puts back what it took.
             let Some(conn) = lease.conn.as_mut() else {
@@ -112,12 +114,43 @@ impl Pool {
             conn.busy_timeout(busy).map_err(map_err)?;
             work(conn)
         });
-        match task.await {
+        let mut running = Running {
+            task: Some(task),
+            interrupt,
+        };
+        let joined = match running.task.as_mut() {
+            Some(task) => task.await,
+            None => return Err(StoreError::Unavailable("SQLite call lost".into())),
+        };
+        running.task = None;
+        match joined {
             Ok(out) => out,
             // The work's own panic, as if it had run on the caller's thread.
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(StoreError::Unavailable("SQLite call cancelled".into())),
         }
+    }
+}
+
+/// Work on a blocking thread that a caller is waiting for. Dropped while it still runs
+/// (the caller was cut off), it is interrupted and handed to the invocation, which waits
+/// for it to end before answering.
+struct Running<T: Send + 'static> {
+    task: Option<JoinHandle<T>>,
+    interrupt: Option<InterruptHandle>,
+}
+
+impl<T: Send + 'static> Drop for Running<T> {
+    fn drop(&mut self) {
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        if let Some(interrupt) = &self.interrupt {
+            interrupt.interrupt();
+        }
+        crate::deadline::before_answering(async move {
+            let _ = task.await;
+        });
     }
 }
 
@@ -136,31 +169,4 @@ impl Drop for Lease {
         }
         self.pool.free.add_permits(1);
     }
-}
-
-pub(super) fn create_schema(conn: &Connection) -> Result<(), StoreError> {
-    for table in TABLES {
-        conn.execute_batch(&table.create(Dialect::Sqlite))
-            .map_err(map_err)?;
-    }
-    for (table, column, ddl) in added_columns(Dialect::Sqlite) {
-        let exists: bool = conn
-            .query_row(
-                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
-                [column],
-                |r| r.get(0),
-            )
-            .map_err(map_err)?;
-        if !exists {
-            conn.execute_batch(&ddl).map_err(map_err)?;
-        }
-    }
-    // After the columns exist, so an index over an added column can be created.
-    for (table, index, cols) in INDEXES {
-        conn.execute_batch(&format!(
-            "CREATE INDEX IF NOT EXISTS {index} ON {table} ({cols})"
-        ))
-        .map_err(map_err)?;
-    }
-    Ok(())
 }

@@ -121,7 +121,7 @@ impl Refunds for SqliteStore {
 
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError> {
         let no = out_refund_no.to_owned();
-        Ok(self.run(move |c| exec(c, sql::FAIL_REFUND, [no])).await? == 1)
+        self.run(move |c| Self::fail_refund_sync(c, &no)).await
     }
 }
 
@@ -244,8 +244,12 @@ impl crate::store::Inspect for SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn migrate(&self) -> Result<(), StoreError> {
-        self.run(|c| create_schema(c)).await
+    async fn migrate(&self) -> Result<crate::store::MigrationReport, StoreError> {
+        self.migrate_now().await
+    }
+
+    async fn schema_version(&self) -> Result<crate::store::SchemaVersion, StoreError> {
+        self.pool.run(migrate::version).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
