@@ -240,6 +240,8 @@ start_one() {
 
 cmd_start() {
   local started=$SECONDS n up=() down=()
+  # A Unix socket path has room for 107 bytes; mariadbd would fail with a vaguer message.
+  [ "${#root}" -le 80 ] || die "the checkout's path is too long for the nodes' sockets ($root): clone it to a shorter path"
   for n in "${nodes[@]}"; do if running "$n"; then up+=("$n"); else down+=("$n"); fi; done
   if [ "${#down[@]}" -eq 0 ]; then
     say "already running (nodes ${up[*]})"
