@@ -143,6 +143,13 @@ impl Database {
                 for url in &urls[1..] {
                     wait_for_database(url, name).await?;
                 }
+                // The schema once, through the first node, as a deploy step would: three
+                // instances starting at once must not each run cluster-wide DDL.
+                let store = wxpay_shared::store::open(&urls[0]).map_err(|e| e.to_string())?;
+                store
+                    .migrate()
+                    .await
+                    .map_err(|e| format!("cannot create the schema on the cluster: {e}"))?;
                 Ok(urls.clone())
             }
             _ => Ok(vec![self.fresh(tag).await?]),
