@@ -5,6 +5,8 @@
 #   scripts/bench.sh micro           only the criterion micro-benchmarks
 #   scripts/bench.sh load            only the load tool (Rust vs Node)
 #   scripts/bench.sh handlers        which handlers each built release binary carries
+#   scripts/bench.sh cluster         notifications on one MariaDB and on a three-node Galera
+#                                    cluster (scripts/galera.sh), same rounds (issue 21)
 # Environment: BENCH_DATABASE_URL (default mysql://root@127.0.0.1:3306/wxpay_bench — dropped
 # and recreated by every run), N (1000), C (16), ROUNDS (3: load rounds, medians reported),
 # COLD_RUNS (20), BASELINE (an earlier build of wxpay_functions, measured in the same rounds).
@@ -104,10 +106,24 @@ handlers() {
   done
 }
 
+# One server and the three-node cluster in the same rounds: the router once against the
+# shared MariaDB, then three routers, one per node (BENCHMARKS.md, issue 21).
+cluster() {
+  echo "== a three-node Galera cluster (scripts/galera.sh)"
+  scripts/galera.sh start
+  local nodes
+  nodes=$(scripts/galera.sh urls | sed 's#/test#/wxpay_bench_cluster#g')
+  echo "== load: one server vs the cluster"
+  "$target/release/wxpay-load" --bin "$target/release/wxpay_functions" \
+    --database-url "${db_url%/*}/wxpay_bench_single" --cluster-urls "$nodes" \
+    --phases orders,notifications --requests "$n" --concurrency "$c" --rounds "$rounds"
+}
+
 case "$what" in
   all) build; micro; load ;;
+  cluster) build; cluster ;;
   micro) micro ;;
   load) build; load ;;
   handlers) handlers ;;
-  *) echo "usage: $0 [all|micro|load|handlers]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|micro|load|handlers|cluster]" >&2; exit 2 ;;
 esac

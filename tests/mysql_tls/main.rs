@@ -215,7 +215,11 @@ async fn verify_identity_refuses_a_name_the_certificate_lacks_and_verify_ca_acce
         .expect("VERIFY_CA checks the chain, not the name");
     // `migrate` closes its own connection (it carries a migration's limits); a plain call
     // leaves one in the pool to look at.
-    chain_only.store.ping().await.expect("VERIFY_CA serves calls");
+    chain_only
+        .store
+        .ping()
+        .await
+        .expect("VERIFY_CA serves calls");
     assert_eq!(
         transports(db, &name).await.first().map(|t| t.0.as_str()),
         Some("SSL/TLS")

@@ -22,7 +22,9 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     ))
 }
 
-/// The local MySQL/MariaDB server, if it runs on this machine and we may read its stats.
+/// The local MySQL/MariaDB server, if it runs on this machine and we may read its stats:
+/// the first `mariadbd` found. Only a fallback when the server does not say its pid file
+/// (see `Database::server_pids`): with a test cluster running, there are several.
 pub fn database_server_pid() -> Option<u32> {
     let entries = std::fs::read_dir("/proc").ok()?;
     for e in entries.flatten() {
@@ -35,6 +37,12 @@ pub fn database_server_pid() -> Option<u32> {
         }
     }
     None
+}
+
+/// CPU of several processes together (the instances of one deployment, the nodes of a
+/// cluster); `None` if any cannot be read.
+fn total_cpu(pids: &[u32]) -> Option<Duration> {
+    pids.iter().map(|p| process_cpu(*p)).sum()
 }
 
 /// CPU per request of one phase.
@@ -54,10 +62,14 @@ pub struct CpuMark {
     tool: Option<Duration>,
 }
 
-pub fn mark(function_pid: u32, database_pid: Option<u32>) -> CpuMark {
+/// `function_pids`: every instance of the function; `database_pids`: every database server
+/// (one, or each node of a cluster; empty when none runs here).
+pub fn mark(function_pids: &[u32], database_pids: &[u32]) -> CpuMark {
     CpuMark {
-        function: process_cpu(function_pid),
-        database: database_pid.and_then(process_cpu),
+        function: total_cpu(function_pids),
+        database: (!database_pids.is_empty())
+            .then(|| total_cpu(database_pids))
+            .flatten(),
         tool: process_cpu(std::process::id()),
     }
 }
@@ -67,8 +79,8 @@ impl CpuMark {
     /// 10 ms ticks to say anything (smoke runs).
     pub fn per_request(
         &self,
-        function_pid: u32,
-        database_pid: Option<u32>,
+        function_pids: &[u32],
+        database_pids: &[u32],
         requests: usize,
     ) -> Option<CpuPerRequest> {
         if requests < 100 {
@@ -79,8 +91,8 @@ impl CpuMark {
             Some(now?.saturating_sub(before?) / n)
         };
         Some(CpuPerRequest {
-            function: delta(self.function, process_cpu(function_pid))?,
-            database: delta(self.database, database_pid.and_then(process_cpu)),
+            function: delta(self.function, total_cpu(function_pids))?,
+            database: delta(self.database, total_cpu(database_pids)),
             tool: delta(self.tool, process_cpu(std::process::id()))?,
             statements: None,
         })

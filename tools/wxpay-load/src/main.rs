@@ -12,6 +12,11 @@
 //! - cold: R times exec → first `/healthz` 200 and R times exec → first order answered;
 //! - lambda: R times, under the Lambda Runtime API, exec → first response for an order
 //!   (`wxpay_order`, the router) and a notification (`wxpay_callback`, the router).
+//!
+//! With `--cluster-urls`, the orders and notifications also run against a multi-primary
+//! cluster in the same rounds: one router process per node, orders spread over them and each
+//! notification sent to another instance than the one that took its order (as a TCP
+//! balancer would), statements and database CPU counted on every node.
 
 mod cold;
 mod cpu;
@@ -57,6 +62,10 @@ USAGE: wxpay-load [OPTIONS]
   --node-bin PATH       the node executable [node]
   --database-url URL    mysql://USER@HOST:PORT/NAME; NAME (which must contain `bench`) is
                         dropped and recreated before every run. Default: a temporary SQLite file
+  --cluster-urls LIST   comma-separated mysql:// URLs of the nodes of a Galera cluster, each
+                        naming the same benchmark database (scripts/galera.sh runs one on
+                        127.0.0.1:4306-4308): the orders and notifications also run there,
+                        in the same rounds, one router per node
   -n, --requests N      orders and notifications per phase [1000]
   -c, --concurrency C   requests in flight [16]
   --rounds K            repeat the orders and notifications K times (a fresh process and
@@ -83,6 +92,7 @@ struct Args {
     node_dir: Option<PathBuf>,
     node_bin: String,
     database_url: Option<String>,
+    cluster_urls: Option<String>,
     requests: usize,
     concurrency: usize,
     cold_runs: usize,
@@ -103,6 +113,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         node_dir: None,
         node_bin: "node".into(),
         database_url: None,
+        cluster_urls: None,
         requests: 1000,
         concurrency: 16,
         cold_runs: 20,
@@ -139,6 +150,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--node" => a.node_dir = Some(PathBuf::from(value("--node")?)),
             "--node-bin" => a.node_bin = value("--node-bin")?,
             "--database-url" => a.database_url = Some(value("--database-url")?),
+            "--cluster-urls" => a.cluster_urls = Some(value("--cluster-urls")?),
             "-n" | "--requests" => {
                 a.requests = number("--requests", value("--requests")?, 100_000)?
             }
@@ -192,8 +204,6 @@ fn parse_args() -> Result<Option<Args>, String> {
 
 /// The simulator, the fake backend, and the product variables that point at them.
 struct Stack {
-    /// The local database server, for CPU accounting (MySQL runs only).
-    db_pid: Option<u32>,
     sim: Simulator,
     backend: FakeBackend,
     base_vars: Vec<(String, String)>,
@@ -249,7 +259,6 @@ impl Stack {
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Stack {
-            db_pid: None,
             sim,
             backend,
             base_vars,
@@ -374,8 +383,9 @@ async fn paid_notifications(
     Ok(out)
 }
 
-/// Orders and notifications against one long-running process; failures are pushed to
-/// `failures` (the run goes on, the exit status reports them).
+/// Orders and notifications against long-running processes, one per node of `db` (one for
+/// a single server); failures are pushed to `failures` (the run goes on, the exit status
+/// reports them).
 async fn load_round(
     kind: &Kind,
     stack: &Stack,
@@ -386,29 +396,48 @@ async fn load_round(
 ) -> Result<LoadRound, String> {
     let label = kind.label();
     let mut round = LoadRound::default();
-    let database_url = db.fresh(&format!("{label}-load")).await?;
-    let vars = stack.vars(kind, &database_url);
-    let log = work.join(format!("{label}-load.log"));
-    let mut proc = Running::start(kind, &vars, &log)?;
-    let ready = tokio::task::block_in_place(|| proc.wait_ready(Duration::from_secs(30)))?;
-    println!(
-        "  started (pid {}), /healthz answered {} after exec; log: {}",
-        proc.pid(),
-        ms(ready),
-        log.display()
-    );
-    let url = proc.url();
+    let mut procs = Vec::new();
+    for (j, database_url) in db
+        .fresh_nodes(&format!("{label}-load"))
+        .await?
+        .iter()
+        .enumerate()
+    {
+        let vars = stack.vars(kind, database_url);
+        let log = work.join(format!("{label}-load-{}.log", j + 1));
+        let mut proc = Running::start(kind, &vars, &log)?;
+        let ready = tokio::task::block_in_place(|| proc.wait_ready(Duration::from_secs(30)))?;
+        println!(
+            "  started (pid {}), /healthz answered {} after exec; log: {}",
+            proc.pid(),
+            ms(ready),
+            log.display()
+        );
+        procs.push(proc);
+    }
+    let pids: Vec<u32> = procs.iter().map(Running::pid).collect();
+    let db_pids = db.server_pids().await;
+    let urls: Arc<Vec<String>> = Arc::new(procs.iter().map(Running::url).collect());
+    let tails = |procs: &[Running]| {
+        procs
+            .iter()
+            .map(|p| p.log_tail(20))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let client = stack.client.clone();
 
-    // Warm-up, untimed: the first order and notification pay for the schema check, the price
-    // list and the certificate download, which the cold-start phase measures on its own.
-    let first = create_order(&client, &url, args.jsapi, 0)
-        .await
-        .map_err(|e| format!("warm-up order failed: {e}\n{}", proc.log_tail(20)))?;
-    let n = paid_notifications(&stack.sim, std::slice::from_ref(&first)).await?;
-    deliver(&client, &url, &n[0])
-        .await
-        .map_err(|e| format!("warm-up notification failed: {e}\n{}", proc.log_tail(20)))?;
+    // Warm-up, untimed: each instance's first order and notification pay for the schema check, the
+    // price list and the certificate download, which the cold-start phase measures on its own.
+    for url in urls.iter() {
+        let first = create_order(&client, url, args.jsapi, 0)
+            .await
+            .map_err(|e| format!("warm-up order failed: {e}\n{}", tails(&procs)))?;
+        let n = paid_notifications(&stack.sim, std::slice::from_ref(&first)).await?;
+        deliver(&client, url, &n[0])
+            .await
+            .map_err(|e| format!("warm-up notification failed: {e}\n{}", tails(&procs)))?;
+    }
 
     let jsapi = args.jsapi;
     let mut order_nos: Vec<String> = Vec::new();
@@ -417,15 +446,15 @@ async fn load_round(
             "  orders: {} at concurrency {}…",
             args.requests, args.concurrency
         );
-        let (c, u) = (client.clone(), url.clone());
+        let (c, u) = (client.clone(), urls.clone());
         let statements = db.statement_counter().await;
-        let mark = cpu::mark(proc.pid(), stack.db_pid);
+        let mark = cpu::mark(&pids, &db_pids);
         let (stats, results) = drive::run("orders", args.requests, args.concurrency, move |i| {
             let (c, u) = (c.clone(), u.clone());
-            async move { create_order(&c, &u, jsapi, i + 1).await }
+            async move { create_order(&c, &u[i % u.len()], jsapi, i + 1).await }
         })
         .await;
-        round.orders_cpu = mark.per_request(proc.pid(), stack.db_pid, args.requests);
+        round.orders_cpu = mark.per_request(&pids, &db_pids, args.requests);
         let per_order = match statements {
             Some(s) => s.per_request(args.requests).await,
             None => None,
@@ -446,11 +475,11 @@ async fn load_round(
             // Orders skipped (or some failed): create what the notifications need, untimed.
             let missing = args.requests - order_nos.len();
             println!("  creating {missing} order(s) to notify (untimed)…");
-            let (c, u) = (client.clone(), url.clone());
+            let (c, u) = (client.clone(), urls.clone());
             let (_, results) =
                 drive::run("orders to notify", missing, args.concurrency, move |i| {
                     let (c, u) = (c.clone(), u.clone());
-                    async move { create_order(&c, &u, jsapi, 100_000 + i).await }
+                    async move { create_order(&c, &u[i % u.len()], jsapi, 100_000 + i).await }
                 })
                 .await;
             order_nos.extend(results.into_iter().flatten());
@@ -465,15 +494,17 @@ async fn load_round(
             notes.len(),
             args.concurrency
         );
-        let (c, u, ns) = (client.clone(), url.clone(), notes.clone());
+        let (c, u, ns) = (client.clone(), urls.clone(), notes.clone());
         let statements = db.statement_counter().await;
-        let mark = cpu::mark(proc.pid(), stack.db_pid);
+        let mark = cpu::mark(&pids, &db_pids);
+        // Order i was taken by instance i % K; its notification goes to the next one, so on
+        // a cluster the payment is recorded through another node than the order.
         let (stats, _) = drive::run("notifications", notes.len(), args.concurrency, move |i| {
             let (c, u, ns) = (c.clone(), u.clone(), ns.clone());
-            async move { deliver(&c, &u, &ns[i]).await }
+            async move { deliver(&c, &u[(i + 1) % u.len()], &ns[i]).await }
         })
         .await;
-        round.notifications_cpu = mark.per_request(proc.pid(), stack.db_pid, notes.len());
+        round.notifications_cpu = mark.per_request(&pids, &db_pids, notes.len());
         let per_notification = match statements {
             Some(s) => s.per_request(notes.len()).await,
             None => None,
@@ -513,13 +544,20 @@ async fn load_round(
         }
         round.notifications = Some(stats);
     }
-    if let Some(status) = proc.exited() {
-        return Err(format!(
-            "the process exited during the run ({status}):\n{}",
-            proc.log_tail(20)
-        ));
+    for proc in procs.iter_mut() {
+        if let Some(status) = proc.exited() {
+            return Err(format!(
+                "the process exited during the run ({status}):\n{}",
+                proc.log_tail(20)
+            ));
+        }
     }
-    if let Some(m) = proc.memory() {
+    // Of several instances, the largest.
+    if let Some(m) = procs
+        .iter()
+        .filter_map(Running::memory)
+        .max_by_key(|m| m.peak_rss)
+    {
         println!(
             "  memory         peak RSS {} (VmHWM), RSS now {}",
             mb(m.peak_rss),
@@ -614,6 +652,11 @@ async fn run(args: Args) -> Result<bool, String> {
     let work = std::env::temp_dir().join(format!("wxpay-load-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
     let db = Database::from_url(args.database_url.as_deref(), &work)?;
+    let cluster = args
+        .cluster_urls
+        .as_deref()
+        .map(Database::cluster)
+        .transpose()?;
     if args.node_dir.is_some() && !db.is_mysql() {
         return Err("the Node.js reference stores through mysql2 like the cloud function: pass --database-url mysql://root@127.0.0.1:3306/wxpay_bench".into());
     }
@@ -654,26 +697,43 @@ async fn run(args: Args) -> Result<bool, String> {
         },
         db.describe()
     );
-    println!("generating merchant keys, starting the WeChat Pay simulator and the fake backend…");
-    let mut stack = Stack::start(args.public_key).await?;
-    if db.is_mysql() {
-        stack.db_pid = cpu::database_server_pid();
+    // The load phases' targets: every implementation on `db`, then the router on the
+    // cluster (one instance per node).
+    let mut targets: Vec<(Kind, &Database, String)> = kinds
+        .iter()
+        .map(|k| (k.clone(), &db, k.describe()))
+        .collect();
+    if let Some(cluster) = &cluster {
+        targets.push((
+            Kind::Rust {
+                bin: args.bin.clone(),
+                label: "cluster",
+            },
+            cluster,
+            format!(
+                "Rust router {} × {}, one per node",
+                args.bin.display(),
+                cluster.nodes()
+            ),
+        ));
+        println!("cluster: {}", cluster.describe());
     }
+    println!("generating merchant keys, starting the WeChat Pay simulator and the fake backend…");
+    let stack = Stack::start(args.public_key).await?;
     let mut failures = Vec::new();
 
     // Load rounds alternate between the implementations for the same reason the cold starts
     // interleave: background noise on a small machine then hits both.
-    let mut rounds: Vec<Vec<LoadRound>> = kinds.iter().map(|_| Vec::new()).collect();
+    let mut rounds: Vec<Vec<LoadRound>> = targets.iter().map(|_| Vec::new()).collect();
     if args.orders || args.notifications {
         for r in 1..=args.rounds {
-            for (k, kind) in kinds.iter().enumerate() {
+            for (k, (kind, on, name)) in targets.iter().enumerate() {
                 println!(
-                    "\n== round {r}/{}: {} on {}",
+                    "\n== round {r}/{}: {name} on {}",
                     args.rounds,
-                    kind.describe(),
-                    db.describe()
+                    on.describe()
                 );
-                match load_round(kind, &stack, &db, &args, &work, &mut failures).await {
+                match load_round(kind, &stack, on, &args, &work, &mut failures).await {
                     Ok(round) => rounds[k].push(round),
                     Err(e) => failures.push(format!("{}: {e}", kind.label())),
                 }
@@ -726,14 +786,14 @@ async fn run(args: Args) -> Result<bool, String> {
 
     // The lambda phase prints its own table.
     if args.orders || args.notifications || args.cold {
-        for (kind, summary) in kinds.iter().zip(&summaries) {
-            print_summary(&kind.describe(), summary);
+        for ((_, _, name), summary) in targets.iter().zip(&summaries) {
+            print_summary(name, summary);
         }
     }
-    if kinds.len() > 2 || args.baseline.is_some() {
-        let named: Vec<(String, &Summary)> = kinds
+    if targets.len() > 2 || args.baseline.is_some() || cluster.is_some() {
+        let named: Vec<(String, &Summary)> = targets
             .iter()
-            .map(Kind::describe)
+            .map(|(_, on, name)| format!("{name} ({})", on.describe()))
             .zip(summaries.iter())
             .collect();
         print_database_work(&named);

@@ -52,6 +52,9 @@ const ER_LOCK_DEADLOCK: u16 = 1213;
 /// `ER_UNKNOWN_COM_ERROR`, Galera's "WSREP has not yet prepared node for application use":
 /// the node is joining or lost its cluster.
 const ER_WSREP_NOT_READY: u16 = 1047;
+/// TiDB's write conflict under optimistic transactions (reported at COMMIT, the
+/// transaction rolled back), which it does not report as 1213.
+const ER_TIDB_WRITE_CONFLICT: u16 = 9007;
 
 /// The MySQL store (`mysql://user:pass@host:port/db`).
 pub struct MySqlStore {
@@ -95,7 +98,10 @@ impl Fail {
 
 /// Server errors after which the whole transaction was rolled back and may run again.
 pub(super) fn is_conflict_code(code: u16) -> bool {
-    matches!(code, ER_LOCK_DEADLOCK | ER_WSREP_NOT_READY)
+    matches!(
+        code,
+        ER_LOCK_DEADLOCK | ER_WSREP_NOT_READY | ER_TIDB_WRITE_CONFLICT
+    )
 }
 
 impl From<mysql_async::Error> for Fail {
@@ -213,6 +219,7 @@ impl MySqlStore {
                     | 1205
                     | ER_LOCK_DEADLOCK
                     | ER_WSREP_NOT_READY
+                    | ER_TIDB_WRITE_CONFLICT
                     | 1290
                     | 1836
                     | 1927
@@ -385,6 +392,8 @@ mod tests {
         )
         .is_conflict());
         assert!(server(1047, "WSREP has not yet prepared node for application use").is_conflict());
+        // TiDB under optimistic transactions, at COMMIT.
+        assert!(server(9007, "Write conflict, txnStartTS=1 [try again later]").is_conflict());
         assert!(Fail::Conflict("the order's refundable amount").is_conflict());
         // A lock wait timeout spent its 2 s and rolled back only the statement; a duplicate
         // key, a missing table or a failed store step are answers, not races.
