@@ -6,6 +6,7 @@
 //! those requests and the result envelope back into each shape.
 
 pub mod api;
+pub mod call;
 pub mod certs;
 pub mod client;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod logging;
 pub mod miniprogram;
 pub mod notify;
 pub mod outbox;
+pub mod price_list;
 pub mod prices;
 pub mod reconcile;
 pub mod runtime;
