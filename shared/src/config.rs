@@ -266,6 +266,8 @@ impl Config {
         let database_url = required("DATABASE_URL", &mut problems).unwrap_or_default();
         if !database_url.is_empty() && !is_database_url(&database_url) {
             problems.push("DATABASE_URL must start with mysql:// or sqlite://".into());
+        } else if !cfg!(feature = "sqlite") && !database_url.starts_with("mysql://") {
+            problems.push(format!("DATABASE_URL: {}", crate::store::WITHOUT_SQLITE));
         }
         let database_ca =
             DatabaseCa::from_settings(get("DATABASE_CA_PEM"), get("DATABASE_CA_PEM_FILE"))

@@ -20,6 +20,7 @@ mod rows;
 pub mod rules;
 mod schema;
 mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub use history::OrderHistory;
 pub use model::*;
 pub use mysql::{DatabaseCa, MySqlStore, SslMode};
 pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// Order rows: created before WeChat Pay hears of them, read, failed, closed.
@@ -196,16 +198,31 @@ pub fn open_with_ca(url: &str, ca: Option<&DatabaseCa>) -> Result<Arc<dyn Store>
         Ok(Arc::new(MySqlStore::with_ca(url, ca)?))
     } else if ca.is_some() {
         Err(ca_without_mysql())
-    } else if url == "sqlite::memory:" {
-        Ok(Arc::new(SqliteStore::open_in_memory()?))
-    } else if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(SqliteStore::open(path)?))
+    } else if url == "sqlite::memory:" || url.starts_with("sqlite://") {
+        open_sqlite(url)
     } else {
         Err(StoreError::BadUrl(
             "expected mysql://… or sqlite://PATH".to_string(),
         ))
     }
 }
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => Ok(Arc::new(SqliteStore::open(path)?)),
+        None => Ok(Arc::new(SqliteStore::open_in_memory()?)),
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::BadUrl(WITHOUT_SQLITE.into()))
+}
+
+/// Why a `sqlite://` store cannot open in a binary built without the `sqlite` feature, as
+/// start-up says it.
+pub const WITHOUT_SQLITE: &str = "this binary was built without SQLite (cargo feature `sqlite`, off in the deployed functions): use a mysql:// URL, or build with `--features sqlite` for a local run";
 
 /// What [`open_with_ca`] would refuse in a MySQL URL and its CA, found without opening
 /// anything (start-up checks the configuration with it).
