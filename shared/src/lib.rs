@@ -25,6 +25,7 @@ pub mod price_list;
 pub mod prices;
 pub mod reconcile;
 pub mod runtime;
+pub mod secrets;
 pub mod session;
 pub mod settlement;
 pub mod state;

@@ -21,7 +21,15 @@ pub fn run(routes: &'static Routes) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
-    let config = match Config::from_env() {
+    // The secret store (WXPAY_SECRET_ID) is read here, once: the instance keeps the result.
+    let settings = match crate::secrets::settings_from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_vars(settings) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
