@@ -195,7 +195,8 @@ async fn a_secret_that_is_incomplete_or_not_an_object_stops_start_up_naming_it()
 
     let mut without_session = full.clone();
     without_session.remove("SESSION_SECRET");
-    let cases: [(String, Vec<(String, String)>, &str); 4] = [
+    type Case = (String, Vec<(String, String)>, &'static str);
+    let cases: [Case; 4] = [
         (
             Value::Object(without_session).to_string(),
             vec![],
