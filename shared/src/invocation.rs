@@ -77,6 +77,9 @@ impl Invocation {
         } else {
             tracing::info!(elapsed_ms, "invocation finished");
         }
+        // The invocation's metrics go out before its answer: a sandbox frozen after the
+        // answer would otherwise hold them until it thaws, or forever.
+        crate::metric::flush();
         answer
     }
 }

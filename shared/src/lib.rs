@@ -18,6 +18,7 @@ pub mod handlers;
 pub mod identity;
 pub mod invocation;
 pub mod logging;
+pub mod metric;
 pub mod miniprogram;
 pub mod notify;
 pub mod outbox;

@@ -79,6 +79,9 @@ pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
 fn notify_response(answer: NotifyAnswer) -> HttpResponse {
     let outcome = if answer.status < 300 { "ok" } else { "fail" };
     invocation::record_outcome(outcome, answer.status, None);
+    if answer.status >= 300 {
+        crate::metric::notification_refused(answer.status);
+    }
     match answer.message {
         None => HttpResponse {
             status: answer.status,

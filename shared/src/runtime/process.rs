@@ -29,6 +29,16 @@ pub fn run(routes: &'static Routes) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match crate::metric::enabled(&settings).and_then(|on| match on {
+        true => crate::metric::install(),
+        false => Ok(()),
+    }) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
     let config = match Config::from_vars(settings) {
         Ok(c) => c,
         Err(e) => {
