@@ -198,8 +198,8 @@ fn fetch_from_extension(id: &str, vars: &[(String, String)]) -> Result<String, S
             ))
         })?,
     };
-    let url = format!(
-        "http://localhost:{port}/secretsmanager/get?secretId={}",
+    let path = format!(
+        "/secretsmanager/get?secretId={}",
         utf8_percent_encode(id, USERINFO)
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -207,50 +207,37 @@ fn fetch_from_extension(id: &str, vars: &[(String, String)]) -> Result<String, S
         .build()
         .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(ATTEMPT_TIMEOUT)
-            .build()
-            .map_err(|e| fail(format!("no HTTP client: {e}")))?;
         let started = Instant::now();
         loop {
-            let attempt = client
-                .get(&url)
-                .header("X-Aws-Parameters-Secrets-Token", &token)
-                .send()
-                .await;
+            let attempt = tokio::time::timeout(ATTEMPT_TIMEOUT, get(port, &path, &token)).await;
             let retry = match attempt {
-                Ok(resp) if resp.status().is_success() => {
-                    let body = resp
-                        .bytes()
-                        .await
-                        .map_err(|e| fail(format!("reading the secret: {e}")))?;
+                Ok(Ok((status, body))) if status.is_success() => {
                     return secret_string(&body).ok_or_else(|| {
                         fail(format!(
                             "the extension's answer for {id} has no SecretString (a binary secret, or not GetSecretValue's answer)"
                         ))
                     });
                 }
-                Ok(resp) => {
-                    let status = resp.status();
+                Ok(Ok((status, body))) => {
                     // An error answer names the failure, never the secret's value; still,
                     // only its first line and at most 200 bytes are quoted.
-                    let text = resp.text().await.unwrap_or_default();
+                    let text = String::from_utf8_lossy(&body);
                     let line = text.lines().next().unwrap_or("");
                     let shown = &line[..line.floor_char_boundary(200)];
                     let message = format!(
                         "the secrets extension answered {status} for {id}: {shown} (the function's role needs secretsmanager:GetSecretValue on it)"
                     );
                     // 400 "not ready to serve traffic" while the extension initialises.
-                    if status != reqwest::StatusCode::BAD_REQUEST || !text.contains("not ready") {
+                    if status != http::StatusCode::BAD_REQUEST || !text.contains("not ready") {
                         return Err(fail(message));
                     }
                     message
                 }
-                Err(e) if e.is_connect() => format!(
+                Ok(Err(Get::Connect(e))) => format!(
                     "the secrets extension on localhost:{port} does not answer ({e}); is the AWS Parameters and Secrets Lambda Extension layer attached?"
                 ),
-                Err(e) => return Err(fail(format!("asking the secrets extension: {e}"))),
+                Ok(Err(Get::Http(e))) => return Err(fail(format!("asking the secrets extension: {e}"))),
+                Err(_) => format!("the secrets extension on localhost:{port} did not answer within {ATTEMPT_TIMEOUT:?}"),
             };
             if started.elapsed() >= READY_WITHIN {
                 return Err(fail(retry));
@@ -258,6 +245,42 @@ fn fetch_from_extension(id: &str, vars: &[(String, String)]) -> Result<String, S
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
+}
+
+enum Get {
+    Connect(std::io::Error),
+    Http(String),
+}
+
+/// One plain-HTTP GET to the extension on this host. A bare HTTP/1.1 connection rather
+/// than the WeChat Pay client: building a TLS client (its root store) would cost the cold
+/// start more than the request itself.
+async fn get(port: u16, path: &str, token: &str) -> Result<(http::StatusCode, bytes::Bytes), Get> {
+    use http_body_util::{BodyExt, Empty, Limited};
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(Get::Connect)?;
+    let http = |e: &dyn std::fmt::Display| Get::Http(e.to_string());
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| http(&e))?;
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("localhost:{port}"))
+        .header("X-Aws-Parameters-Secrets-Token", token)
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(|e| http(&e))?;
+    let response = sender.send_request(request).await.map_err(|e| http(&e))?;
+    let status = response.status();
+    // A secret is at most 64 KiB; anything much larger is not the extension's answer.
+    let body = Limited::new(response.into_body(), 1 << 20)
+        .collect()
+        .await
+        .map_err(|e| http(&e))?
+        .to_bytes();
+    connection.abort();
+    Ok((status, body))
 }
 
 fn secret_string(body: &[u8]) -> Option<String> {
