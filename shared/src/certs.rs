@@ -15,8 +15,23 @@ use base64::Engine;
 use time::OffsetDateTime;
 
 use crate::api::CertificatesResponse;
-use crate::config::ConfiguredPlatformKey;
 use crate::crypto::{response_message, ApiV3Key, VerifyKey};
+
+/// The WeChat Pay public key of contract §6, §10, or a pinned platform certificate, as
+/// configured (`WECHAT_PUBLIC_KEY`).
+#[derive(Debug, Clone)]
+pub enum ConfiguredPlatformKey {
+    /// `PUB_KEY_ID_...` and the key it names.
+    PublicKey { id: String, key: VerifyKey },
+    /// A platform certificate given in `WECHAT_PUBLIC_KEY`; its serial identifies it, and
+    /// it is used only within its validity.
+    Certificate {
+        serial: String,
+        key: VerifyKey,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    },
+}
 
 /// Responses and notifications older or newer than this are refused (replay protection).
 pub const MAX_CLOCK_SKEW_SECS: i64 = 300;

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::certs::ConfiguredPlatformKey;
 use crate::crypto::{ApiV3Key, MerchantKey, VerifyKey};
-use crate::prices::{parse_price_list, PriceList};
+use crate::price_list::{parse_price_list, PriceList};
 use crate::store::{DatabaseCa, StoreError};
 
 pub const DEFAULT_BASE_URL: &str = "https://api.mch.weixin.qq.com";
@@ -62,21 +63,6 @@ impl EventShape {
             EventShape::Auto => "auto",
         }
     }
-}
-
-/// The WeChat Pay public key of contract §6, §10, or a pinned platform certificate.
-#[derive(Debug, Clone)]
-pub enum ConfiguredPlatformKey {
-    /// `PUB_KEY_ID_...` and the key it names.
-    PublicKey { id: String, key: VerifyKey },
-    /// A platform certificate given in `WECHAT_PUBLIC_KEY`; its serial identifies it, and
-    /// it is used only within its validity.
-    Certificate {
-        serial: String,
-        key: VerifyKey,
-        not_before: time::OffsetDateTime,
-        not_after: time::OffsetDateTime,
-    },
 }
 
 #[derive(Debug, Clone)]
@@ -283,6 +269,8 @@ impl Config {
         let database_url = required("DATABASE_URL", &mut problems).unwrap_or_default();
         if !database_url.is_empty() && !is_database_url(&database_url) {
             problems.push("DATABASE_URL must start with mysql:// or sqlite://".into());
+        } else if !cfg!(feature = "sqlite") && !database_url.starts_with("mysql://") {
+            problems.push(format!("DATABASE_URL: {}", crate::store::WITHOUT_SQLITE));
         }
         let database_ca =
             DatabaseCa::from_settings(get("DATABASE_CA_PEM"), get("DATABASE_CA_PEM_FILE"))

@@ -15,9 +15,9 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
+use crate::call::{Call, Caller};
 use crate::config::{Config, EventShape};
 use crate::error::AppError;
-use crate::handlers::{Call, Caller};
 use crate::session::TokenError;
 use crate::state::App;
 use crate::util::{is_valid_openid, now_utc, secret_eq};

@@ -77,6 +77,9 @@ impl Invocation {
         } else {
             tracing::info!(elapsed_ms, "invocation finished");
         }
+        // The invocation's metrics go out before its answer: a sandbox frozen after the
+        // answer would otherwise hold them until it thaws, or forever.
+        crate::metric::flush();
         answer
     }
 }
@@ -101,9 +104,10 @@ fn usable_request_id(id: &str) -> bool {
 }
 
 /// Every `type` the product defines. Names only: reaching for a binary's handler table
-/// (`handlers::ALL_TYPES`) here would link every handler into every binary.
+/// (`handlers::ALL_TYPES`) here would link every handler into every binary, and tie the
+/// edge's span to the handlers it runs.
 const KNOWN_TYPES: &[&str] = {
-    use crate::handlers::*;
+    use crate::call::*;
     &[
         ORDER,
         ORDER_CALLBACK,
@@ -189,7 +193,7 @@ mod tests {
         let out = Captured::default();
         let sink = out.clone();
         let work = async {
-            record_type(crate::handlers::REFUND);
+            record_type(crate::call::REFUND);
             record_out_trade_no("WX20261202000000abc");
             tracing::warn!("WeChat Pay HTTP 500; retrying once");
             record_outcome("ok", 200, Some(0));

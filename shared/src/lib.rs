@@ -6,6 +6,7 @@
 //! those requests and the result envelope back into each shape.
 
 pub mod api;
+pub mod call;
 pub mod certs;
 pub mod client;
 pub mod config;
@@ -17,12 +18,15 @@ pub mod handlers;
 pub mod identity;
 pub mod invocation;
 pub mod logging;
+pub mod metric;
 pub mod miniprogram;
 pub mod notify;
 pub mod outbox;
+pub mod price_list;
 pub mod prices;
 pub mod reconcile;
 pub mod runtime;
+pub mod secrets;
 pub mod session;
 pub mod settlement;
 pub mod state;

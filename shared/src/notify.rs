@@ -10,6 +10,7 @@ use http::HeaderMap;
 use serde::de::DeserializeOwned;
 
 use crate::api::{NotificationBody, RefundInfo, Transaction};
+pub use crate::call::NotifyAnswer;
 use crate::certs::{SignatureHeaders, VerifyError};
 use crate::formats::FormatError;
 use crate::invocation;
@@ -24,28 +25,6 @@ const NOTIFY_BUDGET: Duration = Duration::from_millis(4500);
 
 fn budget_left(started: Instant) -> Duration {
     crate::deadline::budget(NOTIFY_BUDGET.saturating_sub(started.elapsed()))
-}
-
-/// How a notification is answered: 204 with no body, or a status with a FAIL message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NotifyAnswer {
-    pub status: u16,
-    pub message: Option<String>,
-}
-
-impl NotifyAnswer {
-    pub fn handled() -> Self {
-        NotifyAnswer {
-            status: 204,
-            message: None,
-        }
-    }
-    pub fn fail(status: u16, message: impl Into<String>) -> Self {
-        NotifyAnswer {
-            status,
-            message: Some(message.into()),
-        }
-    }
 }
 
 fn verify_failure(e: &VerifyError) -> NotifyAnswer {

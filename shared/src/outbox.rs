@@ -119,6 +119,7 @@ impl<'a> Courier<'a> {
                     retry_in_secs = retry_in,
                     "backend delivery failed, next try in {retry_in} s: {error}"
                 );
+                crate::metric::delivery_failed();
                 let written = self.store.mark_delivery_failed(row, &error, retry_in).await;
                 lease_write(row, "failure", written);
                 false

@@ -80,6 +80,9 @@ pub fn envelope(result: Result<Value, AppError>) -> (u16, Value) {
 fn notify_response(answer: NotifyAnswer) -> HttpResponse {
     let outcome = if answer.status < 300 { "ok" } else { "fail" };
     invocation::record_outcome(outcome, answer.status, None);
+    if answer.status >= 300 {
+        crate::metric::notification_refused(answer.status);
+    }
     match answer.message {
         None => HttpResponse {
             status: answer.status,
@@ -145,8 +148,10 @@ async fn before_deadline<T>(
     .await
 }
 
+/// `GET /healthz`, or `HEAD /healthz` as some load balancers probe.
 fn is_health_check(method: &Method, path: &str) -> bool {
-    method == Method::GET && path.trim_end_matches('/').ends_with("/healthz")
+    (method == Method::GET || method == Method::HEAD)
+        && path.trim_end_matches('/').ends_with("/healthz")
 }
 
 /// The HTTP shapes: local HTTP, Lambda HTTP events and the SCF web function.
@@ -162,6 +167,12 @@ async fn handle_http_now(app: &App, req: HttpRequest) -> HttpResponse {
     if is_health_check(&req.method, &req.path) {
         invocation::record_type(invocation::HEALTH_CHECK);
         invocation::record_outcome("ok", 200, None);
+        if req.method == Method::HEAD {
+            return HttpResponse {
+                status: 200,
+                body: None,
+            };
+        }
         return HttpResponse::json(200, &json!({ "status": "ok" }));
     }
     // A notification is recognised by its signature header; the body must then carry a

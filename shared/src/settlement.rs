@@ -212,6 +212,7 @@ impl<'a> Settlement<'a> {
         match self.store.mark_paid(&transition).await? {
             PaidOutcome::Transitioned { outbox } => {
                 tracing::info!(%out_trade_no, %transaction_id, source, "order paid");
+                crate::metric::payment_recorded(total);
                 self.outbox.deliver(outbox, budget).await;
                 Ok(PaymentRecord::Recorded)
             }
@@ -244,7 +245,12 @@ impl<'a> Settlement<'a> {
         let mismatch = match self.refund_result(info, source, event_type) {
             Ok(None) => return Ok(None),
             Ok(Some(result)) => match self.store.finish_refund(&result).await? {
-                RefundOutcome::Applied => return Ok(Some(true)),
+                RefundOutcome::Applied => {
+                    if result.status == RefundStatus::Success {
+                        crate::metric::refund_succeeded();
+                    }
+                    return Ok(Some(true));
+                }
                 RefundOutcome::Unchanged => return Ok(Some(false)),
                 RefundOutcome::Mismatch(m) => PaymentMismatch::Refund(m),
             },

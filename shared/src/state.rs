@@ -1,20 +1,68 @@
 //! Everything a function builds once per instance and keeps warm across invocations.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use http::HeaderMap;
+use serde_json::Value;
+
+use crate::call::{Call, NotifyAnswer};
 use crate::certs::PlatformKeys;
 use crate::client::WechatPayClient;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::handlers::Routes;
 use crate::miniprogram::MiniProgramClient;
 use crate::outbox::Courier;
 use crate::prices::Prices;
 use crate::session::SessionTokens;
 use crate::settlement::{Merchant, Settlement};
 use crate::store::{self, Store, StoreError};
+
+/// A handler for calls by `type`. Boxed, so that a table of them can name each one: the
+/// table a binary is started with is then the only reference to its handlers, and the
+/// linker leaves out every handler the binary does not serve.
+pub type CallHandler =
+    for<'a> fn(
+        &'a App,
+        &'a Call,
+    ) -> Pin<Box<dyn Future<Output = Result<Value, AppError>> + Send + 'a>>;
+
+/// The handler for WeChat Pay's signed notifications.
+pub type NotificationHandler =
+    for<'a> fn(
+        &'a App,
+        &'a HeaderMap,
+        &'a [u8],
+    ) -> Pin<Box<dyn Future<Output = NotifyAnswer> + Send + 'a>>;
+
+/// One `type` a binary answers, and its handler.
+pub struct Route {
+    pub ty: &'static str,
+    pub handler: CallHandler,
+}
+
+/// What one function binary serves (contract §5): the types it answers and, for the binaries
+/// that receive them, WeChat Pay's notifications. The shape lives here, beside the state
+/// that carries it; `handlers` fills in each binary's table, so nothing here reaches up
+/// into the handlers.
+pub struct Routes {
+    /// In the order error messages list them.
+    pub calls: &'static [Route],
+    pub notifications: Option<NotificationHandler>,
+}
+
+impl Routes {
+    pub fn types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.calls.iter().map(|r| r.ty)
+    }
+
+    pub(crate) fn handler(&self, ty: &str) -> Option<CallHandler> {
+        self.calls.iter().find(|r| r.ty == ty).map(|r| r.handler)
+    }
+}
 
 pub struct App {
     pub config: Arc<Config>,

@@ -9,71 +9,19 @@ pub mod reconcile;
 pub mod refund;
 pub mod retry;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use http::HeaderMap;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use crate::call::{
+    Call, Caller, CLOSE_ORDER, LOGIN, NOTIFY_RETRY, ORDER, ORDER_CALLBACK, ORDER_LIST,
+    QUERY_BY_OUT_TRADE_NO, QUERY_BY_TRANSACTION_ID, RECONCILE, REFUND, REFUND_CALLBACK,
+    REFUND_QUERY, STATS,
+};
 use crate::error::AppError;
 use crate::notify::{self, NotifyAnswer};
+// The table's shape belongs to the state it is kept in; this module fills it in.
 use crate::state::App;
-
-pub const ORDER: &str = "wxpay_order";
-pub const ORDER_CALLBACK: &str = "wxpay_order_callback";
-pub const QUERY_BY_OUT_TRADE_NO: &str = "wxpay_query_order_by_out_trade_no";
-pub const QUERY_BY_TRANSACTION_ID: &str = "wxpay_query_order_by_transaction_id";
-pub const CLOSE_ORDER: &str = "wxpay_close_order";
-pub const REFUND: &str = "wxpay_refund";
-pub const REFUND_QUERY: &str = "wxpay_refund_query";
-pub const REFUND_CALLBACK: &str = "wxpay_refund_callback";
-pub const NOTIFY_RETRY: &str = "wxpay_notify_retry";
-pub const LOGIN: &str = "wxpay_login";
-pub const ORDER_LIST: &str = "wxpay_order_list";
-pub const STATS: &str = "wxpay_stats";
-pub const RECONCILE: &str = "wxpay_reconcile";
-
-/// A handler for calls by `type`. Boxed, so that a table of them can name each one: the
-/// table a binary is started with is then the only reference to its handlers, and the
-/// linker leaves out every handler the binary does not serve.
-pub type CallHandler =
-    for<'a> fn(
-        &'a App,
-        &'a Call,
-    ) -> Pin<Box<dyn Future<Output = Result<Value, AppError>> + Send + 'a>>;
-
-/// The handler for WeChat Pay's signed notifications.
-pub type NotificationHandler =
-    for<'a> fn(
-        &'a App,
-        &'a HeaderMap,
-        &'a [u8],
-    ) -> Pin<Box<dyn Future<Output = NotifyAnswer> + Send + 'a>>;
-
-/// One `type` a binary answers, and its handler.
-pub struct Route {
-    pub ty: &'static str,
-    pub handler: CallHandler,
-}
-
-/// What one function binary serves (contract §5): the types it answers and, for the binaries
-/// that receive them, WeChat Pay's notifications.
-pub struct Routes {
-    /// In the order error messages list them.
-    pub calls: &'static [Route],
-    pub notifications: Option<NotificationHandler>,
-}
-
-impl Routes {
-    pub fn types(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.calls.iter().map(|r| r.ty)
-    }
-
-    fn handler(&self, ty: &str) -> Option<CallHandler> {
-        self.calls.iter().find(|r| r.ty == ty).map(|r| r.handler)
-    }
-}
+pub use crate::state::{CallHandler, NotificationHandler, Route, Routes};
 
 macro_rules! route {
     ($ty:expr => $handler:path) => {
@@ -152,54 +100,6 @@ pub const ALL_TYPES: &Routes = &Routes {
     ],
     notifications: Some(NOTIFICATIONS),
 };
-
-/// Who is calling, as the runtime adapter established it (contract §2–3).
-#[derive(Debug, Clone, Default)]
-pub struct Caller {
-    /// The mini-program user's openid, from the platform (`userInfo`, `X-WX-OPENID`) or,
-    /// for trusted callers only, from an `openid` field.
-    pub openid: Option<String>,
-    /// Presented the internal secret.
-    pub trusted: bool,
-    /// The client's IP, when the shape carries it (H5 orders need it).
-    pub client_ip: Option<String>,
-    /// Invoked by a timer (EventBridge schedule, SCF timer trigger), not by a person.
-    pub scheduled: bool,
-}
-
-/// One typed invocation: a `type`, its fields, and who asked.
-#[derive(Debug, Clone)]
-pub struct Call {
-    pub ty: String,
-    pub data: Map<String, Value>,
-    pub caller: Caller,
-}
-
-impl Call {
-    /// Decodes the call's fields into a request struct, naming the field that is wrong.
-    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, AppError> {
-        let value = Value::Object(self.data.clone());
-        serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner();
-            if path == "." || path.is_empty() {
-                AppError::invalid(inner.to_string())
-            } else {
-                AppError::invalid(format!("field `{path}`: {inner}"))
-            }
-        })
-    }
-
-    pub fn require_trusted(&self, what: &str) -> Result<(), AppError> {
-        if self.caller.trusted {
-            Ok(())
-        } else {
-            Err(AppError::Forbidden(format!(
-                "{what} is for trusted callers only: send the internal secret (X-Internal-Secret header, or internalSecret in a direct invocation)"
-            )))
-        }
-    }
-}
 
 /// Routes a call to its handler. The type must be one this binary serves.
 pub async fn handle_call(app: &App, call: Call) -> Result<Value, AppError> {

@@ -255,7 +255,9 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
             Ok(serde_json::json!({ "outTradeNo": out_trade_no, "h5Url": h5_url }))
         }
     };
-    data.map_err(|e| AppError::Internal(e.to_string()))
+    let data = data.map_err(|e| AppError::Internal(e.to_string()))?;
+    crate::metric::order_created();
+    Ok(data)
 }
 
 /// WeChat Pay takes `payer_client_ip` as an IPv4 or IPv6 address and nothing else; text

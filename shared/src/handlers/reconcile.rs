@@ -150,5 +150,8 @@ async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Va
         dry_run = outcome.dry_run,
         "reconciliation"
     );
+    if !outcome.dry_run {
+        crate::metric::reconciliation_discrepancies(outcome.flagged.max(0) as u64);
+    }
     serde_json::to_value(outcome).map_err(|e| AppError::Internal(e.to_string()))
 }

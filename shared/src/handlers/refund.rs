@@ -131,6 +131,7 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
     let refund = match reservation {
         RefundReservation::Created(r) | RefundReservation::Revived(r) => {
             fresh = true;
+            crate::metric::refund_requested();
             r
         }
         RefundReservation::Existing(r) => {

@@ -1,8 +1,9 @@
 //! `wxpay_functions migrate`: the explicit deployment step that brings `DATABASE_URL`'s
 //! schema to this release's version (every function binary answers it; the router is the
-//! one the documents name). It needs only `DATABASE_URL` (and `DATABASE_CA_PEM` / `DATABASE_CA_PEM_FILE` for a
-//! verified TLS connection), so an operator's machine or a
-//! deploy pipeline can run it without the merchant's keys.
+//! one the documents name). It needs only `DATABASE_URL` (with `DATABASE_PASSWORD` if the
+//! URL has none, and `DATABASE_CA_PEM` / `DATABASE_CA_PEM_FILE` for a verified TLS
+//! connection), so an operator's machine or a deploy pipeline can run it without the
+//! merchant's keys.
 //!
 //! `migrate` applies what is missing and prints one line per migration applied, or `schema
 //! is at version N, nothing to do`; `migrate --check` only reports, and fails when the
@@ -18,7 +19,7 @@ const USAGE: &str = "usage: wxpay_functions migrate [--check]\n  \
     migrate --check  report its schema version; exit 1 unless this release can serve it";
 
 /// Runs `migrate` with `args` (what follows it on the command line).
-pub fn command(args: &[String]) -> ExitCode {
+pub fn command(args: &[String], settings: &[(String, String)]) -> ExitCode {
     let check_only = match args {
         [] => false,
         [flag] if flag == "--check" => true,
@@ -31,9 +32,17 @@ pub fn command(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
+    // The settings as the functions read them: the environment, a secret named by
+    // WXPAY_SECRET_ID, DATABASE_PASSWORD joined into the URL.
+    let setting = |name: &str| {
+        settings
+            .iter()
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let url = match setting("DATABASE_URL") {
+        Some(url) => url,
+        None => {
             eprintln!(
                 "DATABASE_URL is not set: migrate needs the database to migrate (mysql://user:pass@host:3306/db or sqlite://PATH)"
             );
@@ -41,8 +50,10 @@ pub fn command(args: &[String]) -> ExitCode {
         }
     };
     // A managed MySQL that requires TLS needs its CA here as much as in the functions.
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let ca = match DatabaseCa::from_settings(env("DATABASE_CA_PEM"), env("DATABASE_CA_PEM_FILE")) {
+    let ca = match DatabaseCa::from_settings(
+        setting("DATABASE_CA_PEM"),
+        setting("DATABASE_CA_PEM_FILE"),
+    ) {
         Ok(ca) => ca,
         Err(e) => {
             eprintln!("{e}");

@@ -28,10 +28,28 @@ pub fn run(routes: &'static Routes) -> ExitCode {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
+    // The secret store (WXPAY_SECRET_ID) is read here, once: the instance keeps the result.
+    let settings = match crate::secrets::settings_from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     if migrate {
-        return super::migrate::command(&args[1..]);
+        return super::migrate::command(&args[1..], &settings);
     }
-    let config = match Config::from_env() {
+    match crate::metric::enabled(&settings).and_then(|on| match on {
+        true => crate::metric::install(),
+        false => Ok(()),
+    }) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    }
+    let config = match Config::from_vars(settings) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");

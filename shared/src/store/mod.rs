@@ -26,6 +26,7 @@ mod rows;
 pub mod rules;
 mod schema;
 mod sql;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub use migrations::{
 pub use model::*;
 pub use mysql::{DatabaseCa, MySqlStore, SslMode};
 pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 
 /// Order rows: created before WeChat Pay hears of them, read, failed, closed.
@@ -235,17 +237,32 @@ pub fn open_with(
         Ok(Arc::new(MySqlStore::new_with(url, ca, on_start)?))
     } else if ca.is_some() {
         Err(ca_without_mysql())
-    } else if url == "sqlite::memory:" {
-        // Private to this process: nobody else could migrate it.
-        Ok(Arc::new(SqliteStore::open_in_memory()?))
-    } else if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(SqliteStore::open_with(path, on_start)?))
+    } else if url == "sqlite::memory:" || url.starts_with("sqlite://") {
+        open_sqlite(url, on_start)
     } else {
         Err(StoreError::BadUrl(
             "expected mysql://… or sqlite://PATH".to_string(),
         ))
     }
 }
+
+#[cfg(feature = "sqlite")]
+fn open_sqlite(url: &str, on_start: OnStart) -> Result<Arc<dyn Store>, StoreError> {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => Ok(Arc::new(SqliteStore::open_with(path, on_start)?)),
+        // Private to this process: nobody else could migrate it.
+        None => Ok(Arc::new(SqliteStore::open_in_memory()?)),
+    }
+}
+
+#[cfg(not(feature = "sqlite"))]
+fn open_sqlite(_url: &str, _on_start: OnStart) -> Result<Arc<dyn Store>, StoreError> {
+    Err(StoreError::BadUrl(WITHOUT_SQLITE.into()))
+}
+
+/// Why a `sqlite://` store cannot open in a binary built without the `sqlite` feature, as
+/// start-up says it.
+pub const WITHOUT_SQLITE: &str = "this binary was built without SQLite (cargo feature `sqlite`, off in the deployed functions): use a mysql:// URL, or build with `--features sqlite` for a local run";
 
 /// What [`open_with_ca`] would refuse in a MySQL URL and its CA, found without opening
 /// anything (start-up checks the configuration with it).

@@ -86,6 +86,7 @@ impl OutboxSql {
 }
 
 pub(super) static MYSQL: Lazy<OutboxSql> = Lazy::new(|| OutboxSql::new(Dialect::MySql));
+#[cfg(feature = "sqlite")]
 pub(super) static SQLITE: Lazy<OutboxSql> = Lazy::new(|| OutboxSql::new(Dialect::Sqlite));
 
 /// Test helper: moves every time of an order's outbox rows `?` seconds into the past, as

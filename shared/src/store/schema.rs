@@ -24,6 +24,7 @@ pub(super) enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Dialect {
     MySql,
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     Sqlite,
 }
 

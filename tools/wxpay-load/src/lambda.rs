@@ -13,7 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use wxpay_local::lambda_api::{
-    http_v2_event, payment_notification_event, Bootstrap, Posted, RuntimeApi,
+    http_v2_event, payment_notification_event, Bootstrap, Posted, RuntimeApi, SecretsExtension,
+    SESSION_TOKEN,
 };
 
 use crate::cold::Spread;
@@ -156,9 +157,33 @@ pub async fn phase(
     database_url: &str,
     runs: usize,
     work: &Path,
+    secrets_extension: bool,
 ) -> Result<(), String> {
     let mut cases = cases(dirs);
     let mut vars = stack.base_vars.clone();
+    // As on AWS: the secret settings come from the extension at cold start, none from the
+    // environment. The extension lives for the whole phase, as a layer does.
+    let _extension = if secrets_extension {
+        let extension = SecretsExtension::start(SESSION_TOKEN)
+            .await
+            .map_err(|e| format!("the secrets extension: {e}"))?;
+        let keys = wxpay_shared::secrets::SECRET_KEYS;
+        let secret: serde_json::Map<String, Value> = keys
+            .iter()
+            .map(|k| {
+                let v = vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                (k.to_string(), Value::from(v.unwrap_or_default()))
+            })
+            .collect();
+        extension.put("wxpay/bench", &Value::Object(secret).to_string());
+        vars.retain(|(k, _)| !keys.contains(&k.as_str()));
+        vars.push(("WXPAY_SECRET_ID".into(), "wxpay/bench".into()));
+        vars.extend(extension.vars());
+        println!("  secrets: from the Parameters and Secrets extension (WXPAY_SECRET_ID)");
+        Some(extension)
+    } else {
+        None
+    };
     vars.push(("DATABASE_URL".into(), database_url.to_string()));
     vars.push((
         "WECHAT_NOTIFY_URL".into(),

@@ -57,6 +57,9 @@ USAGE: wxpay-load [OPTIONS]
   --lambda-dirs LIST    comma-separated directories holding wxpay_order, wxpay_callback and
                         wxpay_functions, for the lambda phase; several builds are measured
                         interleaved [the directory of --bin]
+  --secrets-extension   lambda phase: the binaries get their secrets as on AWS, from a
+                        Secrets Manager secret (WXPAY_SECRET_ID) served by the fake
+                        Parameters and Secrets extension, none in their environment
   --node DIR            also measure the Node.js reference in DIR (runs `node index.js`
                         there; `npm ci` it first) and print the ratios; needs MySQL
   --node-bin PATH       the node executable [node]
@@ -89,6 +92,7 @@ struct Args {
     bin: PathBuf,
     baseline: Option<PathBuf>,
     lambda_dirs: Vec<PathBuf>,
+    secrets_extension: bool,
     node_dir: Option<PathBuf>,
     node_bin: String,
     database_url: Option<String>,
@@ -110,6 +114,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         bin: PathBuf::from("target/release/wxpay_functions"),
         baseline: None,
         lambda_dirs: Vec::new(),
+        secrets_extension: false,
         node_dir: None,
         node_bin: "node".into(),
         database_url: None,
@@ -147,6 +152,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                     .map(|d| PathBuf::from(d.trim()))
                     .collect()
             }
+            "--secrets-extension" => a.secrets_extension = true,
             "--node" => a.node_dir = Some(PathBuf::from(value("--node")?)),
             "--node-bin" => a.node_bin = value("--node-bin")?,
             "--database-url" => a.database_url = Some(value("--database-url")?),
@@ -244,6 +250,11 @@ impl Stack {
             // JSAPI orders identify the payer by X-WX-OPENID, as behind CloudBase.
             ("TRUST_OPENID_HEADER".into(), "true".into()),
         ];
+        // METRICS passes through (emf / off), to time the function binaries with and
+        // without their metric lines.
+        if let Ok(metrics) = std::env::var("METRICS") {
+            base_vars.push(("METRICS".into(), metrics));
+        }
         if public_key {
             let id = sim
                 .public_key_id()
@@ -778,7 +789,15 @@ async fn run(args: Args) -> Result<bool, String> {
             args.cold_runs
         );
         let url = db.fresh("lambda").await?;
-        if let Err(e) = lambda::phase(&stack, &args.lambda_dirs, &url, args.cold_runs, &work).await
+        if let Err(e) = lambda::phase(
+            &stack,
+            &args.lambda_dirs,
+            &url,
+            args.cold_runs,
+            &work,
+            args.secrets_extension,
+        )
+        .await
         {
             failures.push(format!("lambda cold start: {e}"));
         }

@@ -8,6 +8,7 @@
 
 mod bootstrap;
 mod events;
+mod secrets_extension;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,6 +26,11 @@ use tokio::sync::mpsc;
 
 pub use bootstrap::{lambda_vars, Bootstrap};
 pub use events::{http_v2_event, payment_notification_event};
+pub use secrets_extension::SecretsExtension;
+
+/// The `AWS_SESSION_TOKEN` a function started here gets, which the fake secrets extension
+/// asks for as Lambda's does.
+pub const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEFakeSessionTokenForTheLocalRuntimeApi";
 
 const PREFIX: &str = "/2018-06-01/runtime";
 const FUNCTION_ARN: &str = "arn:aws:lambda:ap-east-1:123456789012:function:wxpay-RouterFunction";

@@ -134,6 +134,7 @@ pub fn lambda_vars(api: SocketAddr, function_name: &str) -> Vec<(String, String)
             format!("/aws/lambda/wxpay/{function_name}"),
         ),
         ("AWS_REGION", "ap-east-1".into()),
+        ("AWS_SESSION_TOKEN", super::SESSION_TOKEN.into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
