@@ -72,10 +72,13 @@ macro_rules! op {
                     tries += 1;
                     let attempt = async {
                         let mut session = store.session().await?;
-                        let out = {
+                        // An inner block: a `?` in the body ends the body, not the
+                        // attempt, so an error still gives the connection back.
+                        let out: Result<_, $crate::store::mysql::conn::Fail> = async {
                             let $conn: &mut ::mysql_async::Conn = &mut session;
                             $body
-                        };
+                        }
+                        .await;
                         session.release();
                         out
                     }
