@@ -417,3 +417,62 @@ async fn mysql_a_deadlock_victim_runs_again_and_records_once() {
     assert_eq!(order_state(&store, "dl-1").await.0, OrderStatus::Paid);
     db.cleanup().await;
 }
+
+/// The store's sessions on its database, by the server's connection id.
+async fn store_sessions(db: &MysqlDb) -> Vec<u64> {
+    let mut admin = admin_conn(&db.admin_url).await;
+    let ids = admin
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? ORDER BY ID",
+            (db.name.as_str(),),
+        )
+        .await
+        .unwrap();
+    let _ = admin.disconnect().await;
+    ids
+}
+
+/// An operation that fails with an answer (a duplicate key) was not cut off: its healthy
+/// connection goes back to the pool. Only a session abandoned mid-statement is ended with
+/// `KILL` before the invocation answers (contract §12); killing every connection an error
+/// came back on cost each such answer up to 100 ms and a fresh connection.
+#[tokio::test(flavor = "multi_thread")]
+async fn mysql_an_operation_that_fails_keeps_its_connection() {
+    let Some(db) = MysqlDb::create().await else {
+        return;
+    };
+    db.store
+        .insert_order(&new_order("keep-1", 100))
+        .await
+        .expect("insert");
+    let before = store_sessions(&db).await;
+    assert!(!before.is_empty(), "the pool keeps its connection");
+    wxpay_shared::deadline::with_cleanups(async {
+        let duplicate = db.store.insert_order(&new_order("keep-1", 100)).await;
+        assert!(duplicate.is_err(), "a duplicate order is refused");
+        wxpay_shared::deadline::finish_cleanups(std::time::Duration::from_secs(1)).await;
+    })
+    .await;
+    let after = store_sessions(&db).await;
+    assert!(
+        before.iter().all(|id| after.contains(id)),
+        "the pooled connection {before:?} was killed after a duplicate key (now {after:?})"
+    );
+    db.cleanup().await;
+}
+
+/// A connection reset on its way back to the pool would lose the session's 2 s lock wait
+/// and Galera's causal reads, which are set when a connection is made: the URL may not ask
+/// for it.
+#[tokio::test]
+async fn mysql_a_url_asking_for_connection_resets_is_refused() {
+    let e = wxpay_shared::store::MySqlStore::new(
+        "mysql://app:s3cr3t-pw@db.internal/pay?reset_connection=true",
+    )
+    .expect_err("refused");
+    let e = e.to_string();
+    assert!(e.contains("reset_connection"), "{e}");
+    assert!(!e.contains("s3cr3t-pw"), "{e}");
+    wxpay_shared::store::MySqlStore::new("mysql://app@db.internal/pay?reset_connection=false")
+        .expect("an explicit `false` is what the store does anyway");
+}

@@ -177,12 +177,19 @@ impl MySqlStore {
             }
         }
         pool_opts = pool_opts.with_inactive_connection_ttl(CONN_TTL);
-        // Resetting a connection on its way back to the pool also drops its prepared
-        // statements, so every query was prepared again. The store leaves no session state
-        // behind (each transaction commits or rolls back), so keep them unless told otherwise.
-        if !url.contains("reset_connection=") {
-            pool_opts = pool_opts.with_reset_connection(false);
+        // A connection reset on its way back to the pool keeps only the driver's `setup`
+        // statements: the session's lock-wait and statement limits (`init`) and Galera's
+        // causal reads (`after_connect`) would be gone from the second call on. It would
+        // also drop the prepared statements. The store leaves no session state behind
+        // (each transaction commits or rolls back), so connections are never reset.
+        if pool_opts.reset_connection() && url.contains("reset_connection=") {
+            return Err(bad(
+                "`reset_connection=true` is not supported: a reset connection loses the \
+                 session's 2 s lock-wait limit and, on Galera, its causal reads"
+                    .into(),
+            ));
         }
+        pool_opts = pool_opts.with_reset_connection(false);
         let conn_ttl = opts.conn_ttl().unwrap_or(CONN_TTL);
         let mut init = opts.init().to_vec();
         init.insert(0, SESSION_LIMITS.to_string());
