@@ -97,7 +97,7 @@ pub fn merge_secret(
     if let Some(key) = map.keys().find(|k| !SECRET_KEYS.contains(&k.as_str())) {
         return Err(SecretError::UnknownKey {
             id: id.to_string(),
-            key: key.clone(),
+            key: shown_key(key),
         });
     }
     let mut settings = BTreeMap::new();
@@ -294,9 +294,54 @@ fn secret_string(body: &[u8]) -> Option<String> {
         .secret_string
 }
 
+/// A key as an error may show it. A key that does not look like a setting's name may be a
+/// value put where the key goes (the console's key/value editor makes that easy), so it is
+/// not repeated.
+fn shown_key(key: &str) -> String {
+    let setting_like = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+    if setting_like {
+        key.to_string()
+    } else {
+        "a key that is not a setting's name (not shown: it may be a value)".to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_put_where_a_key_goes_is_not_repeated() {
+        // The APIv3 key typed into the key column, its name into the value column.
+        let apiv3 = "Zq8w3JH1mK0pL7sD5fG2hJ4kL6zX9cV1";
+        let mut secret = full_secret();
+        secret.remove("WECHAT_APIV3_KEY");
+        secret.insert(apiv3.into(), "WECHAT_APIV3_KEY".into());
+        let e = merge_secret(
+            vec![],
+            "wxpay",
+            &serde_json::Value::Object(secret).to_string(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains(apiv3), "{e}");
+        assert!(e.contains("not a setting's name"), "{e}");
+        // A misspelt setting is still named, so the operator sees what to fix.
+        let mut secret = full_secret();
+        secret.insert("WECHAT_APIV3KEY".into(), "x".into());
+        let e = merge_secret(
+            vec![],
+            "wxpay",
+            &serde_json::Value::Object(secret).to_string(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("WECHAT_APIV3KEY"), "{e}");
+    }
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
