@@ -171,6 +171,8 @@ pub(super) struct Tls {
     /// `host:port`, for messages.
     endpoint: String,
     ssl: Option<SslOpts>,
+    /// REQUIRED because nothing was said: encrypted, but to a server nobody verified.
+    unverified_by_default: bool,
 }
 
 impl Tls {
@@ -199,10 +201,12 @@ impl Tls {
                 named(mode)
             ));
         }
-        if opts.enable_cleartext_plugin() && mode < SslMode::Required {
+        if opts.enable_cleartext_plugin() && mode < SslMode::VerifyCa {
+            // REQUIRED encrypts, but to whoever answers: the password as it is would go to
+            // anyone who can stand in the server's place.
             return Err(format!(
-                "enable_cleartext_plugin sends the password as it is; it needs \
-                 ssl-mode=REQUIRED or above, not {}",
+                "enable_cleartext_plugin sends the password as it is; it needs a verified \
+                 server (ssl-mode=VERIFY_CA or VERIFY_IDENTITY), not {}",
                 named(mode)
             ));
         }
@@ -245,11 +249,23 @@ impl Tls {
             mode,
             endpoint: format!("{}:{}", opts.ip_or_hostname(), opts.tcp_port()),
             ssl,
+            unverified_by_default: requested.is_none() && mode == SslMode::Required,
         })
     }
 
     /// One pool with the TLS options, and for PREFERRED a plain one to fall back to.
     pub(super) fn pools(self, builder: OptsBuilder) -> Pools {
+        if self.unverified_by_default {
+            // Safe from a listener, not from whoever can answer in the server's place: a
+            // server that asks for the password in full gets it, inside a TLS session with
+            // nobody checked. Said once per store, where an operator reads it.
+            tracing::warn!(
+                "DATABASE_URL has no ssl-mode: {} is used with ssl-mode=REQUIRED, encrypted \
+                 but without checking the server's certificate; set ssl-mode=VERIFY_IDENTITY \
+                 (and DATABASE_CA_PEM for a private CA) so only the real server gets the password",
+                self.endpoint
+            );
+        }
         let plain = (self.mode == SslMode::Preferred && self.ssl.is_some())
             .then(|| Pool::new(builder.clone().ssl_opts(None::<SslOpts>)));
         let main = match &self.ssl {
