@@ -144,10 +144,12 @@ impl MySqlStore {
             version: migrations::version_of(&applied),
         };
         for m in migrations::pending(&applied)? {
-            // Renewed before each migration, so a long run keeps what it took.
-            take_lock(conn, holder).await?;
             let started = Instant::now();
             for step in (m.steps)() {
+                // Renewed before each step, so a long run (a large table converted step by
+                // step) keeps what it took; the steps are idempotent should one step outlast
+                // the lease anyway.
+                take_lock(conn, holder).await?;
                 apply(conn, &step).await?;
             }
             record(conn, m).await?;
