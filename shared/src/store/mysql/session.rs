@@ -88,6 +88,7 @@ impl ServerInfo {
 pub(super) struct Servers {
     by_id: Mutex<HashMap<u32, Option<Arc<str>>>>,
     galera: AtomicBool,
+    proxied: AtomicBool,
 }
 
 impl Servers {
@@ -117,6 +118,16 @@ impl Servers {
             .or_insert(Some(server));
     }
 
+    /// A connection whose handshake id is not its server session's: not recorded, so never
+    /// killed by id. Said once.
+    fn proxied(&self) {
+        if !self.proxied.swap(true, Ordering::Relaxed) {
+            tracing::info!(
+                "the database is reached through a proxy (its connection ids are not the server's): a call cut off mid-statement is not ended with KILL; the server ends it after its lock wait or statement limit"
+            );
+        }
+    }
+
     fn of(&self, id: u32) -> Option<Arc<str>> {
         self.map().get(&id).cloned().flatten()
     }
@@ -136,7 +147,15 @@ pub(super) fn on_connect(
             if let Some(setup) = info.setup() {
                 conn.query_drop(setup).await?;
             }
-            servers.record(conn.id(), &info);
+            // Behind a proxy (ProxySQL, MaxScale, RDS Proxy) the id the handshake gave is
+            // the proxy's, not the server session's: a `KILL` by that id could reach
+            // somebody else's session, so such a connection is never killed by id.
+            let on_server: Option<u64> = conn.query_first("SELECT CONNECTION_ID()").await?;
+            if on_server == Some(u64::from(conn.id())) {
+                servers.record(conn.id(), &info);
+            } else {
+                servers.proxied();
+            }
             Ok(())
         })
     }
