@@ -35,6 +35,26 @@ pub(super) const FILE_CONNECTIONS: usize = 4;
 /// could cut it short).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Switches the file to WAL, waiting out another process that holds the file's lock (a
+/// second `migrate`, a local runner starting): SQLite answers the switch with
+/// `SQLITE_BUSY` at once in some of those cases, without calling the busy handler.
+fn wal_mode(conn: &Connection) -> Result<String, StoreError> {
+    let give_up = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < give_up =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(map_err),
+        }
+    }
+}
+
 /// Idle connections; `free` counts them, so a call waits for one without holding a lock.
 pub(super) struct Pool {
     idle: Mutex<Vec<Connection>>,
@@ -50,9 +70,7 @@ impl Pool {
             conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
             if conns.is_empty() {
                 // Kept in the file: every later connection (and process) finds it in WAL.
-                let mode: String = conn
-                    .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-                    .map_err(map_err)?;
+                let mode = wal_mode(&conn)?;
                 if !mode.eq_ignore_ascii_case("wal") {
                     // Still correct (BEGIN IMMEDIATE serialises writers), but readers now
                     // wait behind every write.
