@@ -213,8 +213,8 @@ macro_rules! contract_tests {
 /// appears by replication — so the same cases run through two nodes:
 ///
 /// ```sh
-/// CI=true TEST_DATABASE_URL=mysql://root@127.0.0.1:4001/test \
-///   TEST_DATABASE_URL_2=mysql://root@127.0.0.1:4002/test \
+/// CI=true TEST_DATABASE_URL=mysql://root@127.0.0.1:4306/test \
+///   TEST_DATABASE_URL_2=mysql://root@127.0.0.1:4307/test \
 ///   cargo test -p wxpay-shared --features test-helpers --test store_contract two_stores_mysql
 /// ```
 macro_rules! two_store_tests {
