@@ -89,8 +89,9 @@ pub async fn handle(app: &App, headers: &HeaderMap, body: &[u8]) -> NotifyAnswer
                     out_of_format(app, "REFUND MISMATCH", &event_type, no, e).await
                 }
                 Ok(()) => {
+                    let budget = budget_left(started);
                     let settled = settlement
-                        .record_refund(&info, "refund_callback", Some(&event_type))
+                        .record_refund(&info, "refund_callback", Some(&event_type), budget)
                         .await;
                     refund_answer(&info, &event_type, settled)
                 }

@@ -101,11 +101,19 @@ impl Reconciler<'_> {
     ) -> Result<Outcome, SettleError> {
         let mut findings = Vec::new();
         let mut billed = HashSet::new();
+        // A payment the bill also shows refunded went back: it is recorded refunded.
+        let refunded: HashSet<&str> = bill
+            .rows
+            .iter()
+            .filter(|r| r.kind == RowKind::Refund)
+            .map(|r| r.out_trade_no.as_str())
+            .collect();
         for row in &bill.rows {
             match row.kind {
                 RowKind::Payment => {
                     billed.insert(row.out_trade_no.clone());
-                    self.payment(row, dry_run, &mut findings).await?;
+                    let refunded = refunded.contains(row.out_trade_no.as_str());
+                    self.payment(row, refunded, dry_run, &mut findings).await?;
                 }
                 RowKind::Refund => self.refund(row, dry_run, &mut findings).await?,
             }
@@ -205,6 +213,7 @@ impl Reconciler<'_> {
     async fn payment(
         &self,
         row: &BillRow,
+        refunded: bool,
         dry_run: bool,
         findings: &mut Vec<Finding>,
     ) -> Result<(), SettleError> {
@@ -263,7 +272,10 @@ impl Reconciler<'_> {
             findings.push(flag("repaired_payment", no, "", detail));
             return Ok(());
         }
-        let tx = transaction(row);
+        let mut tx = transaction(row);
+        if refunded {
+            tx.trade_state = Some("REFUND".into());
+        }
         let record = self
             .settlement
             .record_transaction(&tx, "reconcile", "TRANSACTION.SUCCESS", DELIVERY_BUDGET)
@@ -322,7 +334,12 @@ impl Reconciler<'_> {
                 if !dry_run {
                     match self
                         .settlement
-                        .record_refund(&refund_info(row, self.mchid), "reconcile", None)
+                        .record_refund(
+                            &refund_info(row, self.mchid),
+                            "reconcile",
+                            None,
+                            DELIVERY_BUDGET,
+                        )
                         .await
                     {
                         Ok(changed) => f.repaired = changed == Some(true),

@@ -168,6 +168,7 @@ fn paid(no: &str, amount: i64) -> PaidTransition {
         outbox_payload: format!(r#"{{"outTradeNo":"{no}","status":"paid"}}"#),
         // The row is anybody's to claim at once (the outbox test claims it).
         lease_secs: 0,
+        refunded: None,
         now: now(),
     }
 }

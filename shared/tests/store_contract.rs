@@ -406,6 +406,7 @@ fn paid(no: &str, amount: i64, now: OffsetDateTime) -> PaidTransition {
         outbox_payload: format!(r#"{{"outTradeNo":"{no}","status":"paid"}}"#),
         // The caller's lease lapses at once: the row is anybody's to claim.
         lease_secs: 0,
+        refunded: None,
         now,
     }
 }
@@ -468,6 +469,7 @@ fn refund_result(no: &str, order: &str, amount: i64, status: RefundStatus) -> Re
             amount_total: Some(amount),
             ..PaymentLog::default()
         },
+        delivery: None,
         now: t0() + Duration::minutes(11),
     }
 }

@@ -326,12 +326,16 @@ fn refusal_code(e: &ClientError) -> String {
     }
 }
 
+/// How long the backend's delivery of an outcome learned in an answer may take before the
+/// caller hears it; a delivery not done by then waits in the outbox.
+const SYNC_BUDGET: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Records a final state WeChat Pay reported in an API answer.
 async fn sync_final(app: &App, info: &RefundInfo) -> Result<(), AppError> {
     let courier = app.courier();
     let settled = app
         .settlement(&courier)
-        .record_refund(info, "refund", None)
+        .record_refund(info, "refund", None, SYNC_BUDGET)
         .await;
     match settled {
         Ok(_) => Ok(()),

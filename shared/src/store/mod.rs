@@ -89,7 +89,16 @@ pub trait Transitions: Send + Sync {
     /// not know (made in the merchant portal) is inserted from `result`. A result that does
     /// not match the rows (see [`rules::check_result`]) changes nothing and says why; the
     /// check and the write share one transaction, so two results cannot both fit.
-    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError>;
+    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
+        Ok(self.finish_refund_queued(result).await?.outcome)
+    }
+
+    /// [`Transitions::finish_refund`], queueing `result.delivery` in the same transaction
+    /// when the outcome is applied: one delivery per outcome recorded.
+    async fn finish_refund_queued(
+        &self,
+        result: &RefundResult,
+    ) -> Result<FinishedRefund, StoreError>;
 }
 
 /// Refund rows before their outcome is known.
@@ -109,6 +118,22 @@ pub trait Refunds: Send + Sync {
     /// `processing → failed` when WeChat Pay refused to create the refund; its amount is
     /// given back to the order in the same transaction.
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError>;
+
+    /// `processing` refunds whose amount was reserved before `before` (by this release's
+    /// clock, as `created_at`), oldest first, at most `limit`: the refund sweep's work.
+    async fn stale_refunds(
+        &self,
+        before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Refund>, StoreError>;
+
+    /// [`Refunds::fail_refund`] for the refund sweep, only while the refund is still
+    /// reserved before `before`: one revived (and sent again) since is left alone.
+    async fn fail_stale_refund(
+        &self,
+        out_refund_no: &str,
+        before: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     /// `failed → processing`, for a refused refund retried with its own `out_refund_no` (as
     /// WeChat Pay advises), with the checks of [`Refunds::reserve_refund`] in one

@@ -148,7 +148,22 @@ pub struct PaidTransition {
     /// The outbox row is queued leased to the caller for this long (by the database's
     /// clock), its first attempt counted.
     pub lease_secs: i64,
+    /// WeChat Pay already reports the payment refunded (`trade_state` `REFUND`): the order
+    /// is recorded paid and then refunded in the same transaction, this being the second
+    /// log row, so nothing ever reads it as paid for money that went back.
+    pub refunded: Option<PaymentLog>,
     pub now: OffsetDateTime,
+}
+
+impl PaidTransition {
+    /// The status the transition leaves the order in.
+    pub fn status(&self) -> OrderStatus {
+        if self.refunded.is_some() {
+            OrderStatus::Refunded
+        } else {
+            OrderStatus::Paid
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -268,7 +283,34 @@ pub struct RefundResult {
     pub status: RefundStatus,
     pub success_at: Option<OffsetDateTime>,
     pub log: PaymentLog,
+    /// The backend hears the outcome: queued with the transition that records it, so each
+    /// outcome is delivered once. `None`: nobody is told.
+    pub delivery: Option<RefundDelivery>,
     pub now: OffsetDateTime,
+}
+
+/// How a recorded refund outcome is told to the backend: its body, built from the order
+/// and the refund as the transition leaves them, queued leased to the recorder.
+#[derive(Debug, Clone, Copy)]
+pub struct RefundDelivery {
+    pub payload: fn(&Order, &Refund) -> String,
+    pub lease_secs: i64,
+}
+
+/// What `finish_refund_queued` did, and the delivery it queued (leased to the caller).
+#[derive(Debug, Clone)]
+pub struct FinishedRefund {
+    pub outcome: RefundOutcome,
+    pub outbox: Option<OutboxRow>,
+}
+
+impl From<RefundOutcome> for FinishedRefund {
+    fn from(outcome: RefundOutcome) -> Self {
+        FinishedRefund {
+            outcome,
+            outbox: None,
+        }
+    }
 }
 
 /// What `finish_refund` did with a result.

@@ -5,7 +5,7 @@
 //! transaction that writes the result, and write a refund we did not know with an update of
 //! its order guarded by "it still fits", so two results cannot both fit what remains.
 
-use super::rules::{paid_total, reserve, Refusal};
+use super::rules::{paid_total, reserve_reported, Refusal};
 use super::{Order, Refund, RefundMismatch, RefundResult};
 
 /// Whether a verified refund result matches what we hold. For a refund we know: the same
@@ -45,7 +45,7 @@ pub fn check_result(
             got: result.amount,
         }),
         Some(_) => Ok(()),
-        None => match reserve(order, Some(result.amount)) {
+        None => match reserve_reported(order, result.amount) {
             Ok(_) => Ok(()),
             Err(Refusal::NotRefundable(status)) => {
                 Err(RefundMismatch::NotRefundable(status.as_str()))
@@ -123,11 +123,27 @@ mod tests {
             check_result(Some(&pending), None, &ok),
             Err(RefundMismatch::Transaction { .. })
         ));
+        // Refunded in full: nothing remains for a refund we did not know.
         let mut refunded = order(OrderStatus::Refunded, 1000, Some(1000), 1000);
         refunded.transaction_id = Some("TX1".into());
         assert!(matches!(
             check_result(Some(&refunded), None, &ok),
-            Err(RefundMismatch::NotRefundable("refunded"))
+            Err(RefundMismatch::Exceeds { remaining: 0, .. })
+        ));
+        // Recorded refunded because WeChat Pay reported the payment refunded before we knew
+        // of its refunds: those refunds, when they come, still fit what was paid.
+        refunded.refunded_amount = 0;
+        let mut whole = result("WX1", Success);
+        whole.amount = 1000;
+        assert_eq!(check_result(Some(&refunded), None, &whole), Ok(()));
+        whole.amount = 1001;
+        assert!(check_result(Some(&refunded), None, &whole).is_err());
+        let closed = order(OrderStatus::Closed, 1000, Some(1000), 0);
+        let mut closed = closed;
+        closed.transaction_id = Some("TX1".into());
+        assert!(matches!(
+            check_result(Some(&closed), None, &ok),
+            Err(RefundMismatch::NotRefundable("closed"))
         ));
     }
 }

@@ -221,19 +221,53 @@ pub fn applied_result(known: &Refund, result: &RefundResult) -> Refund {
 /// The delivery `mark_paid` queues, as stored: leased to the payer's instance, its first
 /// attempt counted, due now should the lease lapse.
 pub fn leased_outbox_row(id: i64, paid: &PaidTransition, lease: String) -> OutboxRow {
+    leased_row(
+        id,
+        &paid.out_trade_no,
+        paid.business_type.clone(),
+        paid.outbox_payload.clone(),
+        lease,
+        paid.now,
+    )
+}
+
+/// A delivery as queued leased to the instance that recorded what it tells.
+pub fn leased_row(
+    id: i64,
+    out_trade_no: &str,
+    business_type: Option<String>,
+    payload: String,
+    lease: String,
+    now: OffsetDateTime,
+) -> OutboxRow {
     OutboxRow {
         id,
-        out_trade_no: paid.out_trade_no.clone(),
-        business_type: paid.business_type.clone(),
-        payload: paid.outbox_payload.clone(),
+        out_trade_no: out_trade_no.to_string(),
+        business_type,
+        payload,
         status: OutboxStatus::Pending,
         attempts: 1,
         last_error: None,
-        next_try_at: stored(paid.now),
-        created_at: stored(paid.now),
+        next_try_at: stored(now),
+        created_at: stored(now),
         delivered_at: None,
         lease: Some(lease),
     }
+}
+
+/// Whether an order may hold a refund we did not reserve (made in the merchant portal): a
+/// paid order, or one recorded `refunded` because WeChat Pay reported its payment already
+/// refunded (`trade_state` `REFUND`) before we heard of the refunds themselves. What
+/// remains is counted the same way for both.
+pub fn reserve_reported(order: &Order, amount: i64) -> Result<i64, Refusal> {
+    if order.status == OrderStatus::Refunded {
+        let as_paid = Order {
+            status: OrderStatus::Paid,
+            ..order.clone()
+        };
+        return reserve(&as_paid, Some(amount));
+    }
+    reserve(order, Some(amount))
 }
 
 /// A fresh lease token: who holds a claimed delivery.
@@ -312,6 +346,7 @@ pub(super) mod tests {
             status,
             success_at: None,
             log: Default::default(),
+            delivery: None,
             now: datetime!(2026-11-01 10:00 UTC),
         }
     }

@@ -46,12 +46,13 @@ pub(super) static FAIL_ORDER: Lazy<String> = Lazy::new(|| order_status_update(&F
 /// Binds: status, updated_at, out_trade_no.
 pub(super) static CLOSE_ORDER: Lazy<String> = Lazy::new(|| order_status_update(&CLOSABLE_SQL));
 
-/// The guarded `unpaid → paid` update: of any number of concurrent callers exactly one
-/// changes the row. Binds: transaction_id, paid_amount, payer openid, paid_at, updated_at,
+/// The guarded `unpaid → paid` update (`refunded` for a payment WeChat Pay reports
+/// already refunded): of any number of concurrent callers exactly one changes the row.
+/// Binds: status, transaction_id, paid_amount, payer openid, paid_at, updated_at,
 /// out_trade_no.
 pub(super) static MARK_PAID: Lazy<String> = Lazy::new(|| {
     format!(
-        "UPDATE orders SET status = 'paid', transaction_id = ?, paid_amount = ?, \
+        "UPDATE orders SET status = ?, transaction_id = ?, paid_amount = ?, \
              openid = COALESCE(openid, ?), paid_at = ?, updated_at = ? \
          WHERE out_trade_no = ? AND status IN ({})",
         *UNPAID_SQL
@@ -68,8 +69,22 @@ pub(super) static INSERT_LOG: Lazy<String> = Lazy::new(|| {
 pub(super) static SELECT_REFUND: Lazy<String> =
     Lazy::new(|| format!("SELECT {REFUND_COLS} FROM refunds WHERE out_refund_no = ?"));
 
-pub(super) static INSERT_REFUND: Lazy<String> =
-    Lazy::new(|| format!("INSERT INTO refunds ({REFUND_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+/// Binds: the refund's eight columns, then reserved_at (its created_at: a new row is
+/// reserved as it is written).
+pub(super) static INSERT_REFUND: Lazy<String> = Lazy::new(|| {
+    format!("INSERT INTO refunds ({REFUND_COLS}, reserved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+});
+
+/// `processing` refunds reserved before a time (a row without `reserved_at`, written by a
+/// release before migration 3, counts from its creation), oldest first: the refund
+/// sweep's work. Binds: before (twice), limit.
+pub(super) static STALE_REFUNDS: Lazy<String> = Lazy::new(|| {
+    format!(
+        "SELECT {REFUND_COLS} FROM refunds WHERE status = 'processing' \
+         AND (reserved_at < ? OR (reserved_at IS NULL AND created_at < ?)) \
+         ORDER BY reserved_at, out_refund_no LIMIT ?"
+    )
+});
 
 /// A result applied to a known refund, guarded by the status it was read in (which
 /// [`super::rules::result_applies`] judged, and the order's totals move from): a refund that
@@ -96,12 +111,13 @@ pub(super) const ORDER_DELTA: &str = "UPDATE orders SET \
 
 /// [`ORDER_DELTA`] for a transition that is this store's decision — a reservation, a
 /// revival, a refund we did not know recorded — guarded by that decision's own condition:
-/// the order is paid and what it takes still fits what remains. Of concurrent writers that
+/// the order is paid (or recorded refunded before its refunds were known, see
+/// [`super::rules::reserve_reported`]) and what it takes still fits what remains. Of concurrent writers that
 /// read the same row, those the row no longer fits change nothing (0 rows), on one server
 /// and on a multi-primary cluster alike. Binds: [`ORDER_DELTA`]'s, then what it takes.
 pub(super) static GUARDED_ORDER_DELTA: Lazy<String> = Lazy::new(|| {
     format!(
-        "{ORDER_DELTA} AND status = 'paid' \
+        "{ORDER_DELTA} AND status IN ('paid', 'refunded') \
          AND COALESCE(paid_amount, amount) - refunded_amount - refund_reserved >= ?"
     )
 });
@@ -112,6 +128,13 @@ pub(super) const SET_REFUND_ID: &str = "UPDATE refunds SET refund_id = ? WHERE o
 /// transaction. Binds: out_refund_no.
 pub(super) const FAIL_REFUND: &str =
     "UPDATE refunds SET status = 'failed' WHERE out_refund_no = ? AND status = 'processing'";
+
+/// [`FAIL_REFUND`] for the refund sweep, guarded by "still reserved before the time it
+/// looked": a refund revived (and sent again) since is not failed under the retry's feet.
+/// Binds: out_refund_no, before (twice).
+pub(super) const FAIL_STALE_REFUND: &str = "UPDATE refunds SET status = 'failed' \
+     WHERE out_refund_no = ? AND status = 'processing' \
+     AND (reserved_at < ? OR (reserved_at IS NULL AND created_at < ?))";
 
 pub(super) static SELECT_OUTBOX: Lazy<String> =
     Lazy::new(|| format!("SELECT {OUTBOX_COLS} FROM notify_outbox WHERE id = ?"));
@@ -155,6 +178,6 @@ pub(super) fn truncated_error(error: &str) -> String {
 
 /// `failed → processing` for a refused refund retried with its own number, after its
 /// order's guarded reservation; of concurrent revivals exactly one changes the row. Binds:
-/// out_refund_no.
-pub(super) const REVIVE_FAILED_REFUND: &str =
-    "UPDATE refunds SET status = 'processing' WHERE out_refund_no = ? AND status = 'failed'";
+/// reserved_at, out_refund_no.
+pub(super) const REVIVE_FAILED_REFUND: &str = "UPDATE refunds SET status = 'processing', \
+     reserved_at = ? WHERE out_refund_no = ? AND status = 'failed'";

@@ -1,5 +1,6 @@
 //! A stand-in for the business backend of contract §8: serves the price list and records the
-//! payment notifications it receives. Can be switched off to exercise the outbox.
+//! deliveries it receives, `payment` and `refund` events alike. Can be switched off to
+//! exercise the outbox.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,7 +13,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 /// One notification the backend received.
-/// How the backend misbehaves on payment notifications (prices keep working).
+/// How the backend misbehaves on deliveries (prices keep working).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryFault {
     /// Holds the request this long, then answers 200 without recording it: a hung or slow
@@ -113,6 +114,16 @@ impl FakeBackend {
             .clone()
     }
 
+    /// The bodies of one kind of event (`payment`, `refund`) that arrived for one order,
+    /// oldest first.
+    pub fn events_for(&self, out_trade_no: &str, event: &str) -> Vec<Value> {
+        self.deliveries()
+            .into_iter()
+            .filter(|d| d.payload["outTradeNo"] == out_trade_no && d.payload["event"] == event)
+            .map(|d| d.payload)
+            .collect()
+    }
+
     /// How many notifications arrived for one order.
     pub fn deliveries_for(&self, out_trade_no: &str) -> usize {
         self.deliveries()
@@ -186,8 +197,10 @@ async fn answer(
             };
             let payload: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             if inner.verbose {
+                // A body from before `event` existed is a payment.
+                let event = payload["event"].as_str().unwrap_or("payment");
                 println!(
-                    "[backend] payment notification{}: {payload}",
+                    "[backend] {event} event{}: {payload}",
                     if secret_ok { "" } else { " (WRONG SECRET)" }
                 );
             }

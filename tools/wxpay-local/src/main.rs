@@ -74,7 +74,7 @@ wxpay functions running locally
   sandbox console      {s}/   cashier: {s}/cashier
   router (all types)   {r}/pay        health: {r}/healthz
   WeChat Pay simulator {s}
-  business backend     {b}   (prints every payment notification it receives)
+  business backend     {b}   (prints every payment and refund event it receives)
   store                {db}
   internal secret      {secret}   (local only; set INTERNAL_API_SECRET to choose)
 

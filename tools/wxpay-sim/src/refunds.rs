@@ -212,6 +212,54 @@ impl Simulator {
             .await
     }
 
+    /// The merchant refunds `amount` fen of a paid order by hand in the merchant platform
+    /// (商户平台), not through the refund API: WeChat Pay numbers the refund itself and it
+    /// succeeds at once. Its result notification goes to the `notify_url` of a refund API
+    /// request (申请退款API), and this refund had none, so nobody is told; a query of the
+    /// order then shows `trade_state` `REFUND`.
+    pub fn portal_refund(&self, out_trade_no: &str, amount: i64) -> Result<SimRefund, SimError> {
+        let mut st = lock(&self.inner.state);
+        let order = st
+            .orders
+            .get(out_trade_no)
+            .cloned()
+            .ok_or_else(|| SimError::OrderNotFound(out_trade_no.to_string()))?;
+        if !order.is_paid() {
+            return Err(SimError::InvalidState(format!(
+                "order {out_trade_no} is {}, not paid",
+                order.trade_state
+            )));
+        }
+        if amount < 1 || st.refunded_total(out_trade_no) + amount > order.amount_total {
+            return Err(SimError::InvalidState(format!(
+                "{amount} fen does not fit what remains of {out_trade_no}"
+            )));
+        }
+        let now = crypto::now_cst();
+        let r = SimRefund {
+            out_refund_no: format!("PORTAL{}", crypto::random_digits(14)),
+            refund_id: format!(
+                "50{}{}{}",
+                crypto::random_digits(5),
+                crypto::date_digits(now),
+                crypto::random_digits(14)
+            ),
+            out_trade_no: order.out_trade_no.clone(),
+            transaction_id: order.transaction_id.clone().unwrap_or_default(),
+            status: "SUCCESS".to_string(),
+            amount_refund: amount,
+            amount_total: order.amount_total,
+            reason: None,
+            notify_url: None,
+            create_time: crypto::format_time(now),
+            success_time: Some(crypto::format_time(now)),
+            mchid: order.mchid.clone(),
+        };
+        st.insert_refund(r.clone());
+        st.sync_refund_state(out_trade_no);
+        Ok(r)
+    }
+
     /// Ends a refund with `outcome`, but the `REFUND.*` notification is lost.
     pub fn complete_refund_silently(
         &self,

@@ -42,9 +42,9 @@ use super::rows::{self, stored, Fields};
 use super::rules::{self, existing_reservation, OrderDelta};
 use super::sql::{self, truncated_error};
 use super::{
-    Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore, PaidOutcome,
-    PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation, RefundResult,
-    RefundStatus, Refunds, Store, StoreError, Transitions,
+    FinishedRefund, Logs, NewOrder, NewRefund, Order, OrderStatus, Orders, OutboxRow, OutboxStore,
+    PaidOutcome, PaidTransition, PaymentLog, Refund, RefundReservation, RefundResult, RefundStatus,
+    Refunds, Store, StoreError, Transitions,
 };
 
 /// Positional statement parameters from heterogeneous values.
@@ -210,6 +210,7 @@ async fn insert_refund<Q: Queryable>(q: &mut Q, r: &Refund) -> Result<bool, Fail
                 &r.reason,
                 dt(r.created_at)?,
                 r.success_at.map(dt).transpose()?,
+                dt(r.created_at)?,
             ],
         )
         .await;
@@ -339,7 +340,12 @@ impl MySqlStore {
         ended(tx, work).await
     }
 
-    async fn fail_refund_once(conn: &mut Conn, out_refund_no: &str) -> Result<bool, Fail> {
+    /// `before`: only if still reserved before then (the sweep).
+    async fn fail_refund_once(
+        conn: &mut Conn,
+        out_refund_no: &str,
+        before: Option<OffsetDateTime>,
+    ) -> Result<bool, Fail> {
         let Some(refund) = select_refund(conn, out_refund_no).await? else {
             return Ok(false);
         };
@@ -347,7 +353,7 @@ impl MySqlStore {
             return Ok(false);
         }
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let work = fail_refund_in(&mut tx, &refund.out_trade_no, out_refund_no).await;
+        let work = fail_refund_in(&mut tx, &refund.out_trade_no, out_refund_no, before).await;
         ended(tx, work).await
     }
 
@@ -355,7 +361,7 @@ impl MySqlStore {
     async fn finish_refund_once(
         conn: &mut Conn,
         result: &RefundResult,
-    ) -> Result<Option<RefundOutcome>, Fail> {
+    ) -> Result<Option<FinishedRefund>, Fail> {
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         let work = finish_refund_in(&mut tx, result).await;
         ended(tx, work).await

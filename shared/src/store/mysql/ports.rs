@@ -82,7 +82,10 @@ impl Transitions for MySqlStore {
         op!(self, |conn| Self::mark_paid_once(conn, paid).await)
     }
 
-    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
+    async fn finish_refund_queued(
+        &self,
+        result: &RefundResult,
+    ) -> Result<FinishedRefund, StoreError> {
         rules::require_final(result)?;
         // A lost insert race is retried once: the second pass finds the row and reports
         // "no change" instead of applying the amount again.
@@ -126,8 +129,42 @@ impl Refunds for MySqlStore {
     }
 
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError> {
-        op!(self, |conn| Self::fail_refund_once(conn, out_refund_no)
-            .await)
+        op!(self, |conn| Self::fail_refund_once(
+            conn,
+            out_refund_no,
+            None
+        )
+        .await)
+    }
+
+    async fn stale_refunds(
+        &self,
+        before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let before = dt(before)?;
+        op!(self, |conn| {
+            let rows: Vec<Row> = conn
+                .exec(&*sql::STALE_REFUNDS, params![before, before, limit])
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|mut r| rows::refund(&mut r))
+                .collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
+    async fn fail_stale_refund(
+        &self,
+        out_refund_no: &str,
+        before: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        op!(self, |conn| Self::fail_refund_once(
+            conn,
+            out_refund_no,
+            Some(before)
+        )
+        .await)
     }
 }
 

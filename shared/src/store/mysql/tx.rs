@@ -7,11 +7,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Transaction;
 
 use super::conn::Fail;
-use super::{dt, insert_log, insert_refund, last_id, lock_order, move_order, select_refund};
+use super::{
+    dt, insert_log, insert_refund, last_id, lock_order, move_order, select_order, select_refund,
+};
 use crate::store::rules::{self, existing_reservation, result_applies, OrderDelta};
 use crate::store::{
-    outbox_sql, sql, NewRefund, OutboxRow, PaidTransition, Refund, RefundOutcome,
-    RefundReservation, RefundResult, RefundStatus,
+    outbox_sql, sql, FinishedRefund, NewRefund, OutboxRow, PaidTransition, Refund, RefundDelivery,
+    RefundOutcome, RefundReservation, RefundResult, RefundStatus,
 };
 
 /// What a transaction's steps decided.
@@ -50,6 +52,7 @@ pub(super) async fn mark_paid_in(
     tx.exec_drop(
         &*sql::MARK_PAID,
         params![
+            paid.status().as_str(),
             &paid.transaction_id,
             paid.paid_amount,
             &paid.payer_openid,
@@ -63,6 +66,9 @@ pub(super) async fn mark_paid_in(
         return Ok(End::Rollback(None));
     }
     insert_log(tx, &paid.log, paid.now).await?;
+    if let Some(refunded) = &paid.refunded {
+        insert_log(tx, refunded, paid.now).await?;
+    }
     let lease = rules::new_lease_token();
     tx.exec_drop(
         &outbox_sql::MYSQL.insert_leased,
@@ -140,8 +146,11 @@ pub(super) async fn revive_failed_refund_in(
         crate::util::now_utc(),
     )
     .await?;
-    tx.exec_drop(sql::REVIVE_FAILED_REFUND, params![out_refund_no])
-        .await?;
+    tx.exec_drop(
+        sql::REVIVE_FAILED_REFUND,
+        params![dt(crate::util::now_utc())?, out_refund_no],
+    )
+    .await?;
     if tx.affected_rows() != 1 {
         return Err(Fail::Conflict("the refund"));
     }
@@ -149,11 +158,12 @@ pub(super) async fn revive_failed_refund_in(
 }
 
 /// `processing → failed`, its amount given back to the order. `false`: it was not
-/// processing.
+/// processing (or, with `before`, it was reserved again since).
 pub(super) async fn fail_refund_in(
     tx: &mut Transaction<'_>,
     out_trade_no: &str,
     out_refund_no: &str,
+    before: Option<time::OffsetDateTime>,
 ) -> Result<End<bool>, Fail> {
     lock_order(tx, out_trade_no).await?;
     let Some(refund) = select_refund(tx, out_refund_no).await? else {
@@ -162,8 +172,23 @@ pub(super) async fn fail_refund_in(
     if refund.status != RefundStatus::Processing {
         return Ok(End::Rollback(false));
     }
-    tx.exec_drop(sql::FAIL_REFUND, params![out_refund_no])
-        .await?;
+    match before {
+        None => {
+            tx.exec_drop(sql::FAIL_REFUND, params![out_refund_no])
+                .await?
+        }
+        Some(before) => {
+            let before = dt(before)?;
+            tx.exec_drop(
+                sql::FAIL_STALE_REFUND,
+                params![out_refund_no, before, before],
+            )
+            .await?;
+            if tx.affected_rows() == 0 {
+                return Ok(End::Rollback(false));
+            }
+        }
+    }
     if tx.affected_rows() != 1 {
         return Err(Fail::Conflict("the refund"));
     }
@@ -186,15 +211,15 @@ pub(super) async fn fail_refund_in(
 pub(super) async fn finish_refund_in(
     tx: &mut Transaction<'_>,
     result: &RefundResult,
-) -> Result<End<Option<RefundOutcome>>, Fail> {
+) -> Result<End<Option<FinishedRefund>>, Fail> {
     // Serialises with reserve_refund and with duplicates of this result; see the module
     // comment of the store for why the lock precedes every read.
     let order = lock_order(tx, &result.out_trade_no).await?;
     let known = select_refund(tx, &result.out_refund_no).await?;
     if let Err(m) = rules::check_result(order.as_ref(), known.as_ref(), result) {
-        return Ok(End::Rollback(Some(RefundOutcome::Mismatch(m))));
+        return Ok(End::Rollback(Some(RefundOutcome::Mismatch(m).into())));
     }
-    match known {
+    let recorded = match known {
         None => {
             // Made in the merchant portal (or our reservation was lost): record it as
             // WeChat Pay reports it, if it still fits what remains of the order.
@@ -204,10 +229,11 @@ pub(super) async fn finish_refund_in(
             if !insert_refund(tx, &r).await? {
                 return Ok(End::Rollback(None));
             }
+            r
         }
         Some(known) => {
             if !result_applies(&known, result) {
-                return Ok(End::Rollback(Some(RefundOutcome::Unchanged)));
+                return Ok(End::Rollback(Some(RefundOutcome::Unchanged.into())));
             }
             let r = rules::applied_result(&known, result);
             tx.exec_drop(
@@ -228,8 +254,52 @@ pub(super) async fn finish_refund_in(
             // WeChat Pay's word on a refund we hold: recorded whatever remains.
             let delta = OrderDelta::of(Some((known.status, known.amount)), (r.status, r.amount));
             move_order(tx, &result.out_trade_no, delta, false, result.now).await?;
+            r
         }
-    }
+    };
     insert_log(tx, &result.log, result.now).await?;
-    Ok(End::Commit(Some(RefundOutcome::Applied)))
+    let outbox = match &result.delivery {
+        Some(delivery) => queue_refund_delivery(tx, result, delivery, &recorded).await?,
+        None => None,
+    };
+    Ok(End::Commit(Some(FinishedRefund {
+        outcome: RefundOutcome::Applied,
+        outbox,
+    })))
+}
+
+/// Queues the delivery of a refund outcome just recorded, with the order as the
+/// transition left it, leased to this caller.
+async fn queue_refund_delivery(
+    tx: &mut Transaction<'_>,
+    result: &RefundResult,
+    delivery: &RefundDelivery,
+    refund: &Refund,
+) -> Result<Option<OutboxRow>, Fail> {
+    let Some(order) = select_order(tx, &result.out_trade_no).await? else {
+        return Ok(None);
+    };
+    let payload = (delivery.payload)(&order, refund);
+    let lease = rules::new_lease_token();
+    tx.exec_drop(
+        &outbox_sql::MYSQL.insert_leased,
+        params![
+            &order.out_trade_no,
+            &order.business_type,
+            &payload,
+            outbox_sql::secs(delivery.lease_secs),
+            &lease,
+            dt(result.now)?,
+        ],
+    )
+    .await?;
+    let id = last_id(tx.last_insert_id())?;
+    Ok(Some(rules::leased_row(
+        id,
+        &order.out_trade_no,
+        order.business_type.clone(),
+        payload,
+        lease,
+        result.now,
+    )))
 }

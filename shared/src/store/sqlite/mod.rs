@@ -27,9 +27,9 @@ use super::rows::{self, stored, Fields};
 use super::rules::{self, OrderDelta};
 use super::sql::{self, truncated_error};
 use super::{
-    Logs, NewOrder, NewRefund, OnStart, Order, OrderStatus, Orders, OutboxRow, OutboxStore,
-    PaidOutcome, PaidTransition, PaymentLog, Refund, RefundOutcome, RefundReservation,
-    RefundResult, Refunds, Store, StoreError, Transitions,
+    FinishedRefund, Logs, NewOrder, NewRefund, OnStart, Order, OrderStatus, Orders, OutboxRow,
+    OutboxStore, PaidOutcome, PaidTransition, PaymentLog, Refund, RefundReservation, RefundResult,
+    Refunds, Store, StoreError, Transitions,
 };
 
 mod history;
@@ -250,6 +250,7 @@ fn insert_refund(conn: &Connection, r: &Refund) -> Result<(), StoreError> {
             r.reason,
             ts(r.created_at)?,
             ts_opt(r.success_at)?,
+            ts(r.created_at)?,
         ],
     )?;
     Ok(())

@@ -83,7 +83,10 @@ impl Transitions for SqliteStore {
         self.run(move |c| Self::mark_paid_sync(c, &paid)).await
     }
 
-    async fn finish_refund(&self, result: &RefundResult) -> Result<RefundOutcome, StoreError> {
+    async fn finish_refund_queued(
+        &self,
+        result: &RefundResult,
+    ) -> Result<FinishedRefund, StoreError> {
         let result = result.clone();
         self.run(move |c| Self::finish_refund_sync(c, &result))
             .await
@@ -121,7 +124,35 @@ impl Refunds for SqliteStore {
 
     async fn fail_refund(&self, out_refund_no: &str) -> Result<bool, StoreError> {
         let no = out_refund_no.to_owned();
-        self.run(move |c| Self::fail_refund_sync(c, &no)).await
+        self.run(move |c| Self::fail_refund_sync(c, &no, None))
+            .await
+    }
+
+    async fn stale_refunds(
+        &self,
+        before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Refund>, StoreError> {
+        let before = ts(before)?;
+        self.run(move |c| {
+            all(
+                c,
+                &sql::STALE_REFUNDS,
+                params![before, before, limit],
+                rows::refund,
+            )
+        })
+        .await
+    }
+
+    async fn fail_stale_refund(
+        &self,
+        out_refund_no: &str,
+        before: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let no = out_refund_no.to_owned();
+        self.run(move |c| Self::fail_refund_sync(c, &no, Some(before)))
+            .await
     }
 }
 

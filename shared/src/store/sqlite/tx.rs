@@ -8,8 +8,8 @@ use super::{exec, map_err, move_order, select_order, select_refund, ts, ts_opt, 
 use super::{insert_refund, SqliteStore};
 use crate::store::rules::{self, existing_reservation, result_applies, OrderDelta};
 use crate::store::{
-    outbox_sql, sql, NewRefund, PaidOutcome, PaidTransition, Refund, RefundOutcome,
-    RefundReservation, RefundResult, RefundStatus, StoreError,
+    outbox_sql, sql, FinishedRefund, NewRefund, OutboxRow, PaidOutcome, PaidTransition, Refund,
+    RefundDelivery, RefundOutcome, RefundReservation, RefundResult, RefundStatus, StoreError,
 };
 use crate::util::now_utc;
 
@@ -29,6 +29,7 @@ impl SqliteStore {
             &tx,
             &sql::MARK_PAID,
             params![
+                paid.status().as_str(),
                 paid.transaction_id,
                 paid.paid_amount,
                 paid.payer_openid,
@@ -45,6 +46,9 @@ impl SqliteStore {
             });
         }
         write_log(&tx, &paid.log, paid.now)?;
+        if let Some(refunded) = &paid.refunded {
+            write_log(&tx, refunded, paid.now)?;
+        }
         let lease = rules::new_lease_token();
         exec(
             &tx,
@@ -114,7 +118,13 @@ impl SqliteStore {
             (revived.status, revived.amount),
         );
         move_order(&tx, &refund.out_trade_no, delta, true, now_utc())?;
-        if exec(&tx, sql::REVIVE_FAILED_REFUND, [out_refund_no])? != 1 {
+        let revived_at = ts(now_utc())?;
+        if exec(
+            &tx,
+            sql::REVIVE_FAILED_REFUND,
+            params![revived_at, out_refund_no],
+        )? != 1
+        {
             return Err(StoreError::Query(format!(
                 "refund {out_refund_no} changed inside a write transaction"
             )));
@@ -123,15 +133,28 @@ impl SqliteStore {
         Ok(RefundReservation::Revived(revived))
     }
 
+    /// `before`: only if still reserved before then (the sweep).
     pub(super) fn fail_refund_sync(
         conn: &mut Connection,
         out_refund_no: &str,
+        before: Option<time::OffsetDateTime>,
     ) -> Result<bool, StoreError> {
         let tx = immediate(conn)?;
         let Some(refund) = select_refund(&tx, out_refund_no)? else {
             return Ok(false);
         };
-        if exec(&tx, sql::FAIL_REFUND, [out_refund_no])? != 1 {
+        let changed = match before {
+            None => exec(&tx, sql::FAIL_REFUND, [out_refund_no])?,
+            Some(before) => {
+                let before = ts(before)?;
+                exec(
+                    &tx,
+                    sql::FAIL_STALE_REFUND,
+                    params![out_refund_no, before, before],
+                )?
+            }
+        };
+        if changed != 1 {
             return Ok(false);
         }
         let delta = OrderDelta::of(
@@ -146,24 +169,25 @@ impl SqliteStore {
     pub(super) fn finish_refund_sync(
         conn: &mut Connection,
         result: &RefundResult,
-    ) -> Result<RefundOutcome, StoreError> {
+    ) -> Result<FinishedRefund, StoreError> {
         rules::require_final(result)?;
         let tx = immediate(conn)?;
         let order = select_order(&tx, &result.out_trade_no)?;
         let known = select_refund(&tx, &result.out_refund_no)?;
         if let Err(m) = rules::check_result(order.as_ref(), known.as_ref(), result) {
-            return Ok(RefundOutcome::Mismatch(m));
+            return Ok(RefundOutcome::Mismatch(m).into());
         }
-        match known {
+        let recorded = match known {
             None => {
                 let r = rules::reported_refund(result);
                 let delta = OrderDelta::of(None, (r.status, r.amount));
                 move_order(&tx, &result.out_trade_no, delta, true, result.now)?;
                 insert_refund(&tx, &r)?;
+                r
             }
             Some(known) => {
                 if !result_applies(&known, result) {
-                    return Ok(RefundOutcome::Unchanged);
+                    return Ok(RefundOutcome::Unchanged.into());
                 }
                 let r = rules::applied_result(&known, result);
                 let changed = exec(
@@ -179,15 +203,58 @@ impl SqliteStore {
                     ],
                 )?;
                 if changed != 1 {
-                    return Ok(RefundOutcome::Unchanged);
+                    return Ok(RefundOutcome::Unchanged.into());
                 }
                 let delta =
                     OrderDelta::of(Some((known.status, known.amount)), (r.status, r.amount));
                 move_order(&tx, &result.out_trade_no, delta, false, result.now)?;
+                r
             }
-        }
+        };
         write_log(&tx, &result.log, result.now)?;
+        let outbox = match &result.delivery {
+            Some(delivery) => queue_refund_delivery(&tx, result, delivery, &recorded)?,
+            None => None,
+        };
         tx.commit().map_err(map_err)?;
-        Ok(RefundOutcome::Applied)
+        Ok(FinishedRefund {
+            outcome: RefundOutcome::Applied,
+            outbox,
+        })
     }
+}
+
+/// Queues the delivery of a refund outcome just recorded, with the order as the
+/// transition left it, leased to this caller.
+fn queue_refund_delivery(
+    tx: &Connection,
+    result: &RefundResult,
+    delivery: &RefundDelivery,
+    refund: &Refund,
+) -> Result<Option<OutboxRow>, StoreError> {
+    let Some(order) = select_order(tx, &result.out_trade_no)? else {
+        return Ok(None);
+    };
+    let payload = (delivery.payload)(&order, refund);
+    let lease = rules::new_lease_token();
+    exec(
+        tx,
+        &outbox_sql::SQLITE.insert_leased,
+        params![
+            order.out_trade_no,
+            order.business_type,
+            payload,
+            outbox_sql::secs(delivery.lease_secs),
+            lease,
+            ts(result.now)?,
+        ],
+    )?;
+    Ok(Some(rules::leased_row(
+        tx.last_insert_rowid(),
+        &order.out_trade_no,
+        order.business_type.clone(),
+        payload,
+        lease,
+        result.now,
+    )))
 }

@@ -5,13 +5,15 @@
 //! ports, the merchant's identity and an outbox port; it never knows whether it runs behind
 //! HTTP, Lambda or a test, nor which database holds the rows.
 
+mod backend;
+mod refund;
+
 use std::time::Duration;
 
-use crate::api::{RefundInfo, Transaction};
+use crate::api::Transaction;
 use crate::outbox::{Dispatch, LEASE_SECS};
 use crate::store::{
-    Order, PaidOutcome, PaidTransition, PaymentLog, PaymentStore, RefundMismatch, RefundOutcome,
-    RefundResult, RefundStatus, StoreError,
+    OrderStatus, PaidOutcome, PaidTransition, PaymentLog, PaymentStore, RefundMismatch, StoreError,
 };
 use crate::util::{now_utc, parse_wechat_time};
 
@@ -181,6 +183,12 @@ impl<'a> Settlement<'a> {
             .into());
         }
         let payer_openid = tx.payer.as_ref().and_then(|p| p.openid.clone());
+        let refunded = already_refunded(tx, source, out_trade_no, transaction_id, total);
+        let status = if refunded.is_some() {
+            OrderStatus::Refunded
+        } else {
+            OrderStatus::Paid
+        };
         let now = now_utc();
         let paid_at = tx
             .success_time
@@ -205,13 +213,18 @@ impl<'a> Settlement<'a> {
                 detail: None,
             },
             business_type: order.business_type.clone(),
-            outbox_payload: backend_payload(&order, transaction_id, payer_openid, total),
+            outbox_payload: backend::payment(&order, transaction_id, payer_openid, total, status),
             lease_secs: LEASE_SECS,
+            refunded,
             now,
         };
         match self.store.mark_paid(&transition).await? {
             PaidOutcome::Transitioned { outbox } => {
-                tracing::info!(%out_trade_no, %transaction_id, source, "order paid");
+                if status == OrderStatus::Refunded {
+                    tracing::warn!(%out_trade_no, %transaction_id, source, "order paid and already refunded at WeChat Pay: recorded refunded");
+                } else {
+                    tracing::info!(%out_trade_no, %transaction_id, source, "order paid");
+                }
                 crate::metric::payment_recorded(total);
                 self.outbox.deliver(outbox, budget).await;
                 Ok(PaymentRecord::Recorded)
@@ -231,104 +244,6 @@ impl<'a> Settlement<'a> {
         }
     }
 
-    /// Records a refund's final state from a verified notification (`refund_callback`) or
-    /// WeChat Pay answer (`refund`). `Ok(None)`: not final yet, nothing to record;
-    /// `Ok(Some(changed))` otherwise. A result that does not match the refund and order we
-    /// hold (see [`crate::store::rules::check_result`]) changes nothing, is logged
-    /// `REFUND MISMATCH` and written to `payment_logs` as `MISMATCH`.
-    pub async fn record_refund(
-        &self,
-        info: &RefundInfo,
-        source: &str,
-        event_type: Option<&str>,
-    ) -> Result<Option<bool>, SettleError> {
-        let mismatch = match self.refund_result(info, source, event_type) {
-            Ok(None) => return Ok(None),
-            Ok(Some(result)) => match self.store.finish_refund(&result).await? {
-                RefundOutcome::Applied => {
-                    if result.status == RefundStatus::Success {
-                        crate::metric::refund_succeeded();
-                    }
-                    return Ok(Some(true));
-                }
-                RefundOutcome::Unchanged => return Ok(Some(false)),
-                RefundOutcome::Mismatch(m) => PaymentMismatch::Refund(m),
-            },
-            Err(m) => m,
-        };
-        tracing::error!(out_refund_no = ?info.out_refund_no, out_trade_no = ?info.out_trade_no, source, "REFUND MISMATCH, refund not applied: {mismatch}");
-        let log = PaymentLog {
-            log_type: source.into(),
-            out_trade_no: info.out_trade_no.clone(),
-            transaction_id: info.transaction_id.clone(),
-            event_type: Some("MISMATCH".into()),
-            amount_total: info.amount.as_ref().and_then(|a| a.refund),
-            detail: Some(
-                serde_json::json!({ "problem": mismatch.to_string(), "out_refund_no": info.out_refund_no })
-                    .to_string(),
-            ),
-            ..Default::default()
-        };
-        if let Err(e) = self.store.insert_log(&log, now_utc()).await {
-            tracing::error!("mismatch log not written: {e}");
-        }
-        Err(mismatch.into())
-    }
-
-    /// The result to record, once the fields every refund result needs are there and it is
-    /// this merchant's.
-    fn refund_result(
-        &self,
-        info: &RefundInfo,
-        source: &str,
-        event_type: Option<&str>,
-    ) -> Result<Option<RefundResult>, PaymentMismatch> {
-        if let Some(m) = info.mchid.as_deref() {
-            if m != self.merchant.mchid {
-                return Err(PaymentMismatch::Merchant(m.into()));
-            }
-        }
-        let Some(status) = final_refund_status(info.state()) else {
-            return Ok(None);
-        };
-        let missing = PaymentMismatch::Missing;
-        let out_refund_no = info.out_refund_no.clone().ok_or(missing("out_refund_no"))?;
-        let out_trade_no = info.out_trade_no.clone().ok_or(missing("out_trade_no"))?;
-        let amount = info.amount.as_ref();
-        let refund = amount
-            .and_then(|a| a.refund)
-            .ok_or(missing("amount.refund"))?;
-        let total = amount
-            .and_then(|a| a.total)
-            .ok_or(missing("amount.total"))?;
-        let now = now_utc();
-        Ok(Some(RefundResult {
-            out_refund_no: out_refund_no.clone(),
-            out_trade_no: out_trade_no.clone(),
-            transaction_id: info.transaction_id.clone(),
-            refund_id: info.refund_id.clone(),
-            amount: refund,
-            order_total: total,
-            status,
-            success_at: info.success_time.as_deref().and_then(parse_wechat_time),
-            log: PaymentLog {
-                log_type: source.into(),
-                out_trade_no: Some(out_trade_no),
-                transaction_id: info.transaction_id.clone(),
-                event_type: event_type
-                    .map(str::to_string)
-                    .or_else(|| Some(format!("REFUND.{}", status.as_str().to_ascii_uppercase()))),
-                amount_total: Some(refund),
-                detail: Some(
-                    serde_json::json!({ "out_refund_no": out_refund_no, "refund_id": info.refund_id })
-                        .to_string(),
-                ),
-                ..Default::default()
-            },
-            now,
-        }))
-    }
-
     /// A verified event that is neither a payment nor a refund: kept so nothing is silently
     /// dropped.
     pub async fn record_other_event(
@@ -346,39 +261,34 @@ impl<'a> Settlement<'a> {
     }
 }
 
-/// The body the business backend receives for a paid order (contract §8).
-fn backend_payload(
-    order: &Order,
+/// The second log row of a payment WeChat Pay reports already refunded (`trade_state`
+/// `REFUND`): it was paid, and money went back before we heard of it. `None` for a
+/// payment that stands.
+fn already_refunded(
+    tx: &Transaction,
+    source: &str,
+    out_trade_no: &str,
     transaction_id: &str,
-    payer_openid: Option<String>,
     total: i64,
-) -> String {
-    serde_json::json!({
-        "outTradeNo": order.out_trade_no,
-        "transactionId": transaction_id,
-        "status": "paid",
-        "packageType": order.package_type,
-        "generationId": order.generation_id,
-        "openid": order.openid.clone().or(payer_openid),
-        "userId": order.user_id,
-        "businessType": order.business_type,
-        "businessId": order.business_id,
-        "amount": total,
+) -> Option<PaymentLog> {
+    (tx.trade_state.as_deref() == Some("REFUND")).then(|| PaymentLog {
+        log_type: source.into(),
+        out_trade_no: Some(out_trade_no.into()),
+        transaction_id: Some(transaction_id.into()),
+        event_type: Some("TRANSACTION.REFUND".into()),
+        amount_total: Some(total),
+        detail: Some(
+            serde_json::json!({
+                "trade_state": "REFUND",
+                "note": "refunded at WeChat Pay before the payment was recorded"
+            })
+            .to_string(),
+        ),
+        ..Default::default()
     })
-    .to_string()
 }
 
 /// Whether a transaction in this `trade_state` was paid (a refunded one was paid first).
 fn money_moved(trade_state: Option<&str>) -> bool {
     matches!(trade_state, Some("SUCCESS") | Some("REFUND"))
-}
-
-/// WeChat Pay's final refund states; `PROCESSING` (or anything unknown) is not final.
-fn final_refund_status(s: Option<&str>) -> Option<RefundStatus> {
-    match s? {
-        "SUCCESS" => Some(RefundStatus::Success),
-        "CLOSED" => Some(RefundStatus::Closed),
-        "ABNORMAL" => Some(RefundStatus::Abnormal),
-        _ => None,
-    }
 }
