@@ -93,6 +93,9 @@ pub struct Config {
     pub function_timeout: Duration,
     /// How often a warm instance looks for due backend deliveries after a notification.
     pub outbox_sweep_interval: Duration,
+    /// `REFUND_RESOLVE_AFTER_SECS`: how long a refund may stay `processing` before the
+    /// scheduled sweep asks WeChat Pay about it (its call died, or its outcome was lost).
+    pub refund_resolve_after: Duration,
     pub login: LoginSettings,
     /// `TRUST_OPENID_HEADER`: believe `X-WX-OPENID` (only where a gateway sets it and
     /// strips clients' copies, as CloudBase does).
@@ -344,6 +347,19 @@ impl Config {
             },
         };
 
+        let refund_resolve_after = match get("REFUND_RESOLVE_AFTER_SECS") {
+            None => Duration::from_secs(600),
+            Some(v) => match v.parse::<u64>() {
+                Ok(secs) => Duration::from_secs(secs),
+                Err(_) => {
+                    problems.push(format!(
+                        "REFUND_RESOLVE_AFTER_SECS must be whole seconds (got `{v}`)"
+                    ));
+                    Duration::from_secs(600)
+                }
+            },
+        };
+
         let login = LoginSettings::from_vars(get, &mut problems);
         let trust_openid_header = match get("TRUST_OPENID_HEADER").as_deref() {
             None | Some("false") | Some("0") => false,
@@ -398,6 +414,7 @@ impl Config {
                 wechatpay_timeout,
                 function_timeout,
                 outbox_sweep_interval,
+                refund_resolve_after,
                 login,
                 trust_openid_header,
                 event_shape,

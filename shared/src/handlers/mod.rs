@@ -7,6 +7,7 @@ pub mod order;
 pub mod query;
 pub mod reconcile;
 pub mod refund;
+pub mod refund_sweep;
 pub mod retry;
 
 use http::HeaderMap;

@@ -1,4 +1,6 @@
 //! `wxpay_notify_retry`: trusted callers and schedules deliver what is due to the backend.
+//! The scheduled run, and a trusted one with `all`, first resolves refunds processing too
+//! long ([`super::refund_sweep`]), so the outcomes it finds go out in the same run.
 
 use std::time::Duration;
 
@@ -27,6 +29,12 @@ pub async fn retry(app: &App, call: &Call) -> Result<Value, AppError> {
         call.require_trusted("`all`")?;
     }
     let limit = req.limit.unwrap_or(100).clamp(1, 1000);
+    let refunds = if call.caller.scheduled || req.all {
+        let budget = crate::deadline::budget(Duration::from_secs(10));
+        Some(super::refund_sweep::resolve_stale_refunds(app, budget).await)
+    } else {
+        None
+    };
     let report = app
         .courier()
         .deliver_due(
@@ -35,5 +43,11 @@ pub async fn retry(app: &App, call: &Call) -> Result<Value, AppError> {
             crate::deadline::budget(Duration::from_secs(25)),
         )
         .await;
-    serde_json::to_value(report).map_err(|e| AppError::Internal(e.to_string()))
+    let mut answer = serde_json::to_value(report).map_err(|e| AppError::Internal(e.to_string()))?;
+    if let (Some(refunds), Some(map)) = (refunds, answer.as_object_mut()) {
+        let refunds =
+            serde_json::to_value(refunds).map_err(|e| AppError::Internal(e.to_string()))?;
+        map.insert("refunds".into(), refunds);
+    }
+    Ok(answer)
 }
