@@ -282,15 +282,15 @@ async fn wechat_pay_refusals_and_timeouts_leave_a_state_a_retry_resolves(kind: S
         RefundStatus::Failed
     );
 
-    // WeChat Pay's 5xx: 502, the refund stays processing.
+    // WeChat Pay's 5xx: 503 naming the number to retry with, the refund stays processing.
     h.sim.inject_fault(Fault::new(
         "/v3/refund/domestic/refunds",
         2,
         FaultKind::status(500, "SYSTEM_ERROR", "系统繁忙"),
     ));
     let retry = json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 1000, "outRefundNo": "RF-RETRY-0001" });
-    let (status, _) = h.call_trusted(retry.clone()).await;
-    assert_eq!(status, 502);
+    let (status, body) = h.call_trusted(retry.clone()).await;
+    assert_eq!((status, body["code"].as_i64()), (503, Some(50300)), "{body}");
     assert_eq!(
         h.store
             .get_refund("RF-RETRY-0001")
@@ -301,14 +301,26 @@ async fn wechat_pay_refusals_and_timeouts_leave_a_state_a_retry_resolves(kind: S
         RefundStatus::Processing
     );
 
-    // A timeout after WeChat Pay accepted it: 504; the retry finds the same refund.
+    // A timeout after WeChat Pay accepted it: 503 naming the number to retry with; the
+    // retry finds the same refund.
     h.sim.inject_fault(Fault::new(
         "/v3/refund/domestic/refunds",
         1,
         FaultKind::Delay(Duration::from_secs(3)),
     ));
-    let (status, _) = h.call_trusted(retry.clone()).await;
-    assert_eq!(status, 504);
+    let (status, body) = h.call_trusted(retry.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("RF-RETRY-0001"),
+        "{body}"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, body) = h.call_trusted(retry).await;
     assert_eq!(status, 200, "{body}");

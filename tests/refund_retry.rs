@@ -18,6 +18,7 @@ both_stores!(
     a_refusal_nobody_can_confirm_keeps_the_amount_reserved_until_the_same_number_settles_it,
     a_refusal_that_proves_nothing_was_accepted_frees_the_amount_for_a_retry_with_the_same_number,
     a_refused_retry_of_a_refund_an_earlier_call_left_in_flight_frees_nothing,
+    a_timed_out_refund_names_the_number_it_generated_and_its_retry_pays_once,
 );
 
 /// WeChat Pay calls time out after 700 ms, and WeChat Pay's one-minute spacing between
@@ -43,8 +44,12 @@ async fn a_rate_limited_retry_of_an_accepted_refund_records_it_and_frees_nothing
 
     // WeChat Pay accepts the refund but answers after the backend has given up.
     h.sim.answer_refunds_late(Duration::from_secs(3), 1);
-    let (status, _) = h.call_trusted(refund(&no, 1000, "RF-LATE-00001")).await;
-    assert_eq!(status, 504);
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-LATE-00001")).await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
     assert_eq!(h.sim.refunds().len(), 1, "WeChat Pay holds the refund");
 
     // The retry within the minute: WeChat Pay answers 429 FREQUENCY_LIMITED, yet the
@@ -175,8 +180,8 @@ async fn a_refused_retry_of_a_refund_an_earlier_call_left_in_flight_frees_nothin
         2,
         FaultKind::status(500, "SYSTEM_ERROR", "系统繁忙"),
     ));
-    let (status, _) = h.call_trusted(refund(&no, 1000, "RF-INFLIGHT01")).await;
-    assert_eq!(status, 502);
+    let (status, body) = h.call_trusted(refund(&no, 1000, "RF-INFLIGHT01")).await;
+    assert_eq!((status, body["code"].as_i64()), (503, Some(50300)), "{body}");
     assert_eq!(
         h.refund_status("RF-INFLIGHT01").await,
         RefundStatus::Processing
@@ -300,10 +305,14 @@ async fn two_racing_retries_of_a_refused_refund_revive_it_once_and_ask_wechat_pa
         .iter()
         .map(|(s, b)| (*s, b["code"].as_i64().unwrap_or_default()))
         .collect();
-    // The winner's request was accepted but answered late (504); the loser is told the
-    // refund is being retried right now, under the same number.
-    assert_eq!(codes, [(503, 50300), (504, 50400)], "{answers:?}");
-    let loser = answers[0].1["msg"].as_str().unwrap_or_default();
+    // The winner's request was accepted but answered late (503 naming the number); the
+    // loser is told the refund is being retried right now, under the same number.
+    assert_eq!(codes, [(503, 50300), (503, 50300)], "{answers:?}");
+    let loser = answers
+        .iter()
+        .map(|(_, b)| b["msg"].as_str().unwrap_or_default())
+        .find(|m| m.contains("retrying"))
+        .unwrap_or_default();
     assert!(
         loser.contains("RF-RACE-00001") && loser.contains("retrying"),
         "{loser}"
@@ -321,4 +330,36 @@ async fn two_racing_retries_of_a_refused_refund_revive_it_once_and_ask_wechat_pa
     assert!(h.sim.refund("RF-RACE-00001").is_some());
     let (status, body) = h.call_trusted(refund(&no, 2990, "RF-RACE-00002")).await;
     assert_eq!(status, 409, "nothing more to refund: {body}");
+}
+
+async fn a_timed_out_refund_names_the_number_it_generated_and_its_retry_pays_once(kind: StoreKind) {
+    let Some(h) = start(kind, Duration::ZERO).await else {
+        return;
+    };
+    let no = h.create_paid_order("o_gen", "premium").await;
+    // No outRefundNo given: the function makes one, and WeChat Pay answers too late.
+    h.sim.answer_refunds_late(Duration::from_secs(3), 1);
+    let (status, body) = h
+        .call_trusted(json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 1000 }))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
+    let held = h.sim.refunds();
+    assert_eq!(held.len(), 1, "WeChat Pay took it");
+    let generated = held[0].out_refund_no.clone();
+    let msg = body["msg"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains(&generated),
+        "the answer names {generated}: {msg}"
+    );
+
+    // The caller retries with that number: the same refund, never a second one.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, body) = h.call_trusted(refund(&no, 1000, &generated)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h.sim.refunds().len(), 1);
+    assert_eq!(h.order(&no).await.refund_reserved, 1000);
 }

@@ -62,7 +62,8 @@ pub const CALLBACK_TYPES: &Routes = &Routes {
     ],
     notifications: Some(NOTIFICATIONS),
 };
-/// `wxpay_query`.
+/// `wxpay_query`. Not the reconciliation: it runs up to a minute, longer than this
+/// function's timeout, and belongs with the schedules (contract §1).
 pub const QUERY_TYPES: &Routes = &Routes {
     calls: &[
         route!(QUERY_BY_OUT_TRADE_NO => query::by_out_trade_no),
@@ -70,7 +71,6 @@ pub const QUERY_TYPES: &Routes = &Routes {
         route!(CLOSE_ORDER => query::close),
         route!(ORDER_LIST => history::list),
         route!(STATS => history::stats),
-        route!(RECONCILE => reconcile::reconcile),
     ],
     notifications: None,
 };

@@ -237,7 +237,12 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
                 ClientError::Api { status, .. } if (400..500).contains(status) => {
                     settle_refused(app, &refund, e, fresh).await
                 }
-                _ => Err(e.into()),
+                // WeChat Pay may have taken it: the caller must retry with this number
+                // (generated here when none was given), never with a new one.
+                _ => Err(AppError::RefundUnsettled {
+                    out_refund_no: refund.out_refund_no.clone(),
+                    reason: unknown_outcome(&e),
+                }),
             }
         }
     }
@@ -316,6 +321,15 @@ async fn settle_refused(
                 refusal_code(&refusal)
             )))
         }
+    }
+}
+
+/// Why a refund's outcome is unknown, in words fit for the caller (no error text).
+fn unknown_outcome(e: &ClientError) -> String {
+    match e {
+        ClientError::Timeout => "WeChat Pay did not answer in time".into(),
+        ClientError::Api { status, .. } => format!("WeChat Pay answered HTTP {status}"),
+        _ => "WeChat Pay's answer did not arrive or could not be used".into(),
     }
 }
 
