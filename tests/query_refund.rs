@@ -290,7 +290,11 @@ async fn wechat_pay_refusals_and_timeouts_leave_a_state_a_retry_resolves(kind: S
     ));
     let retry = json!({ "type": "wxpay_refund", "outTradeNo": no, "amount": 1000, "outRefundNo": "RF-RETRY-0001" });
     let (status, body) = h.call_trusted(retry.clone()).await;
-    assert_eq!((status, body["code"].as_i64()), (503, Some(50300)), "{body}");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
     assert_eq!(
         h.store
             .get_refund("RF-RETRY-0001")

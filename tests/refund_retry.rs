@@ -181,7 +181,11 @@ async fn a_refused_retry_of_a_refund_an_earlier_call_left_in_flight_frees_nothin
         FaultKind::status(500, "SYSTEM_ERROR", "系统繁忙"),
     ));
     let (status, body) = h.call_trusted(refund(&no, 1000, "RF-INFLIGHT01")).await;
-    assert_eq!((status, body["code"].as_i64()), (503, Some(50300)), "{body}");
+    assert_eq!(
+        (status, body["code"].as_i64()),
+        (503, Some(50300)),
+        "{body}"
+    );
     assert_eq!(
         h.refund_status("RF-INFLIGHT01").await,
         RefundStatus::Processing

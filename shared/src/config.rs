@@ -105,6 +105,10 @@ pub struct Config {
     /// `MIGRATE_ON_START`: apply missing schema migrations on first use (local runs)
     /// instead of refusing a schema behind this release.
     pub migrate_on_start: bool,
+    /// The platform sets the request-id headers of local HTTP (`SCF_FUNCTIONNAME` is set:
+    /// an SCF web function, behind Tencent's gateway). Elsewhere anyone reaching the
+    /// listener can send them, and they are only kept prefixed (contract §13).
+    pub platform_request_ids: bool,
 }
 
 /// `wxpay_login` (`jscode2session`) and the session tokens it issues.
@@ -419,6 +423,7 @@ impl Config {
                 trust_openid_header,
                 event_shape,
                 migrate_on_start,
+                platform_request_ids: get("SCF_FUNCTIONNAME").is_some(),
             }),
             _ => Err(ConfigError { problems }),
         }

@@ -56,9 +56,9 @@ impl Invocation {
         }
     }
 
-    /// The request id in local HTTP `headers`, or a fresh one when the platform set none.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
-        Self::start(&request_id(headers))
+    /// The request id in local HTTP `headers` ([`request_id`]).
+    pub fn from_headers(headers: &HeaderMap, platform: bool) -> Self {
+        Self::start(&request_id(headers, platform))
     }
 
     /// Summarised at DEBUG instead of INFO: health checks come every few seconds.
@@ -84,16 +84,22 @@ impl Invocation {
     }
 }
 
-/// The id a platform header gives this request, if it is one an operator can search for;
-/// otherwise a fresh one. A caller of local HTTP can send these headers too, so anything
-/// longer or stranger than a request id is replaced rather than logged.
-pub fn request_id(headers: &HeaderMap) -> String {
-    REQUEST_ID_HEADERS
+/// The id of this request in local HTTP `headers`. Where the platform sets the headers
+/// (`platform`), the first usable one is its id. Elsewhere a caller of the listener chose
+/// it: kept so the caller can find its lines, but as `caller-<id>-<random>`, so it can
+/// never pass for, or be mixed into, another invocation's story. Anything longer or
+/// stranger than a request id is replaced by a fresh one rather than logged.
+pub fn request_id(headers: &HeaderMap, platform: bool) -> String {
+    let given = REQUEST_ID_HEADERS
         .iter()
         .filter_map(|name| headers.get(*name)?.to_str().ok())
         .map(str::trim)
-        .find(|id| usable_request_id(id))
-        .map_or_else(|| random_alnum(20), str::to_string)
+        .find(|id| usable_request_id(id));
+    match given {
+        Some(id) if platform => id.to_string(),
+        Some(id) => format!("caller-{id}-{}", random_alnum(8)),
+        None => random_alnum(20),
+    }
 }
 
 fn usable_request_id(id: &str) -> bool {
@@ -265,19 +271,33 @@ mod tests {
     #[test]
     fn a_request_id_comes_from_the_platform_or_is_made_up() {
         let mut headers = HeaderMap::new();
-        let fresh = request_id(&headers);
+        let fresh = request_id(&headers, true);
         assert_eq!(fresh.len(), 20);
-        assert_ne!(fresh, request_id(&headers), "one per invocation");
+        assert_ne!(fresh, request_id(&headers, true), "one per invocation");
 
         headers.insert("x-request-id", "from-a-proxy".parse().unwrap());
-        assert_eq!(request_id(&headers), "from-a-proxy");
+        assert_eq!(request_id(&headers, true), "from-a-proxy");
         headers.insert("x-scf-request-id", "b1c2-d3".parse().unwrap());
-        assert_eq!(request_id(&headers), "b1c2-d3", "the platform's wins");
+        assert_eq!(request_id(&headers, true), "b1c2-d3", "the platform's wins");
 
         let mut forged = HeaderMap::new();
         forged.insert("x-request-id", "a\"b c".parse().unwrap());
-        assert_ne!(request_id(&forged), "a\"b c");
+        assert_ne!(request_id(&forged, true), "a\"b c");
         forged.insert("x-request-id", "x".repeat(129).parse().unwrap());
-        assert_eq!(request_id(&forged).len(), 20);
+        assert_eq!(request_id(&forged, true).len(), 20);
+    }
+
+    #[test]
+    fn a_request_id_a_caller_chose_is_never_taken_for_the_platforms() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-scf-request-id", "b1c2-d3".parse().unwrap());
+        let first = request_id(&headers, false);
+        let second = request_id(&headers, false);
+        assert!(first.starts_with("caller-b1c2-d3-"), "{first}");
+        assert_eq!(first.len(), "caller-b1c2-d3-".len() + 8);
+        assert_ne!(first, second, "two calls with one id are two stories");
+        let mut forged = HeaderMap::new();
+        forged.insert("x-request-id", "a\"b c".parse().unwrap());
+        assert_eq!(request_id(&forged, false).len(), 20);
     }
 }

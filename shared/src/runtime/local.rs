@@ -71,7 +71,7 @@ async fn answer_local(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> HttpResponse {
     let (parts, body) = req.into_parts();
-    let invocation = Invocation::from_headers(&parts.headers)
+    let invocation = Invocation::from_headers(&parts.headers, app.config.platform_request_ids)
         .quiet(is_health_check(&parts.method, parts.uri.path()));
     let answer = async {
         match read_body(&parts.headers, body).await {
