@@ -14,6 +14,7 @@ both_stores!(
     a_payment_event_keeps_the_fields_backends_read_today,
     each_refund_outcome_is_told_once,
     a_refund_synced_by_query_is_told,
+    reconciliation_tells_the_same_truth,
 );
 
 fn query(no: &str) -> Value {
@@ -207,4 +208,49 @@ async fn a_refund_synced_by_query_is_told(kind: StoreKind) {
     assert_eq!(got[0]["status"], "success");
     assert_eq!(got[0]["refundedAmount"], 2990);
     assert_eq!(got[0]["orderStatus"], "refunded");
+}
+
+async fn reconciliation_tells_the_same_truth(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    // Paid, the notification lost, refunded in the merchant portal the same day.
+    let gone = h.create_order("o_rec_gone", "premium").await;
+    h.sim.mark_paid_silently(&gone).await.unwrap();
+    h.sim.portal_refund(&gone, 2990).unwrap();
+    // A refund that succeeded without its notification.
+    let kept = h.create_paid_order("o_rec_kept", "premium").await;
+    let rf = h.start_refund(&kept, Some(1000)).await;
+    h.sim
+        .complete_refund_silently(&rf, RefundOutcome::Success)
+        .unwrap();
+
+    let today = time::OffsetDateTime::now_utc()
+        .to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap())
+        .date()
+        .to_string();
+    let run = json!({ "type": "wxpay_reconcile", "billDate": today, "early": true });
+    let (status, body) = h.call_trusted(run.clone()).await;
+    assert_eq!(status, 200, "{body}");
+
+    let told = told(&h, &gone);
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["event"], "payment");
+    assert_eq!(
+        told[0]["status"], "refunded",
+        "never `paid` for money that went back"
+    );
+    assert_eq!(h.order(&gone).await.status, OrderStatus::Refunded);
+
+    let refunds = h.backend.events_for(&kept, "refund");
+    assert_eq!(refunds.len(), 1, "{refunds:?}");
+    assert_eq!(refunds[0]["outRefundNo"], rf.as_str());
+    assert_eq!(refunds[0]["status"], "success");
+    assert_eq!(refunds[0]["refundedAmount"], 1000);
+
+    // A second run tells nothing again.
+    h.call_trusted(run).await;
+    assert_eq!(self::told(&h, &gone).len(), 1);
+    assert_eq!(h.backend.events_for(&kept, "refund").len(), 1);
 }
