@@ -341,6 +341,7 @@ contract_tests!(
     reconciliation_rows_and_items_are_kept_once,
     refund_reserved_stays_exact_through_every_transition,
     concurrent_revivals_revive_once,
+    outbox_oldest_pending_age,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -2244,4 +2245,25 @@ async fn mysql_identifiers_compare_exactly_after_migration() {
         other => panic!("another letter case is another refund, got {other:?}"),
     }
     db.cleanup().await;
+}
+
+/// The age of the oldest pending delivery (the `OutboxOldestPendingSeconds` metric): none
+/// while nothing waits, then how long the oldest has waited, until it is delivered.
+async fn outbox_oldest_pending_age(store: S) {
+    assert_eq!(store.oldest_pending_secs().await.expect("age"), None);
+    let queued = wxpay_shared::util::now_utc() - Duration::seconds(90);
+    let id = paid_order(&store, "ob-age", 100, queued).await;
+    let age = store
+        .oldest_pending_secs()
+        .await
+        .expect("age")
+        .expect("one pending");
+    assert!((85..=100).contains(&age), "{age}");
+    let held = store
+        .claim_notification(id, 0)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert!(store.mark_delivered(&held).await.expect("delivered"));
+    assert_eq!(store.oldest_pending_secs().await.expect("age"), None);
 }

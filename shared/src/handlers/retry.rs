@@ -43,6 +43,11 @@ pub async fn retry(app: &App, call: &Call) -> Result<Value, AppError> {
             crate::deadline::budget(Duration::from_secs(25)),
         )
         .await;
+    // What is left: an alarm watches it (contract §14).
+    match app.store.oldest_pending_secs().await {
+        Ok(age) => crate::metric::outbox_oldest_pending(age.unwrap_or(0)),
+        Err(e) => tracing::warn!("outbox age not readable: {e}"),
+    }
     let mut answer = serde_json::to_value(report).map_err(|e| AppError::Internal(e.to_string()))?;
     if let (Some(refunds), Some(map)) = (refunds, answer.as_object_mut()) {
         let refunds =

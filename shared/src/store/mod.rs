@@ -183,6 +183,10 @@ pub trait OutboxStore: Send + Sync {
     /// Gives back the lease of a row that was claimed but never sent; its attempt is not
     /// counted.
     async fn release_unattempted(&self, row: &OutboxRow) -> Result<bool, StoreError>;
+
+    /// Seconds since the oldest pending delivery was queued, by the database's clock;
+    /// `None` when nothing is pending.
+    async fn oldest_pending_secs(&self) -> Result<Option<i64>, StoreError>;
 }
 
 /// What settlement needs: orders to check against, the transitions, and the log.

@@ -29,6 +29,9 @@ pub(super) struct OutboxSql {
     pub mark_delivered: String,
     /// Binds: last_error, retry_in_secs, id, lease_token.
     pub mark_delivery_failed: String,
+    /// Whole seconds since the oldest pending delivery was queued, by the database's now;
+    /// NULL when nothing is pending. No binds.
+    pub oldest_pending_secs: String,
 }
 
 /// A lease or retry delay as bound: never negative, and at most a day, so that no dialect
@@ -81,6 +84,16 @@ impl OutboxSql {
                  locked_until = NULL, lease_token = NULL \
                  WHERE id = ? AND status = 'pending' AND lease_token = ?"
             ),
+            oldest_pending_secs: match dialect {
+                Dialect::MySql => {
+                    "SELECT TIMESTAMPDIFF(SECOND, MIN(created_at), UTC_TIMESTAMP(3)) \
+                     FROM notify_outbox WHERE status = 'pending'"
+                        .into()
+                }
+                Dialect::Sqlite => "SELECT CAST((julianday('now') - julianday(MIN(created_at))) \
+                     * 86400 AS INTEGER) FROM notify_outbox WHERE status = 'pending'"
+                    .into(),
+            },
         }
     }
 }

@@ -239,6 +239,15 @@ impl OutboxStore for MySqlStore {
             .await?;
         Ok(changed == 1)
     }
+
+    async fn oldest_pending_secs(&self) -> Result<Option<i64>, StoreError> {
+        op!(self, |conn| {
+            let age: Option<Option<i64>> = conn
+                .exec_first(&outbox_sql::MYSQL.oldest_pending_secs, ())
+                .await?;
+            Ok(age.flatten())
+        })
+    }
 }
 
 #[cfg(feature = "test-helpers")]

@@ -231,6 +231,16 @@ impl OutboxStore for SqliteStore {
             .await?;
         Ok(changed == 1)
     }
+
+    async fn oldest_pending_secs(&self) -> Result<Option<i64>, StoreError> {
+        self.run(|c| {
+            c.query_row(&outbox_sql::SQLITE.oldest_pending_secs, [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(map_err)
+        })
+        .await
+    }
 }
 
 #[cfg(feature = "test-helpers")]
