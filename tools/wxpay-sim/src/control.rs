@@ -19,6 +19,7 @@ POST /sim/fail/{out_trade_no}                     the payment fails (PAYERROR)
 POST /sim/close/{out_trade_no}                    closed at WeChat Pay
 POST /sim/refunds/{out_refund_no}/complete?status=SUCCESS|ABNORMAL|CLOSED
 POST /sim/refunds/{out_refund_no}/complete-silently?status=SUCCESS|ABNORMAL|CLOSED
+POST /sim/portal-refund/{out_trade_no}?fen=N      refunded by hand in the merchant platform: no notification
 GET  /sim/notifications[?about={out_trade_no|out_refund_no}]   every notification and its attempts
 POST /sim/notifications/{id}/retry                send the next attempt now
 POST /sim/notifications/retry-scale?scale=0.01    play the retry schedule faster (SIM_RETRY_SCALE)
@@ -129,6 +130,15 @@ pub(crate) async fn handle(
             Ok(outcome) => notified(sim.complete_refund(no, outcome).await),
             Err(e) => bad(e),
         },
+        ("POST", ["sim", "portal-refund", no]) => {
+            match param(query, "fen").and_then(|f| f.parse::<i64>().ok()) {
+                Some(fen) => match sim.portal_refund(no, fen) {
+                    Ok(r) => plain_json(200, &json!({ "notified": false, "refund": r })),
+                    Err(e) => sim_error(&e),
+                },
+                None => bad("portal-refund needs ?fen=N (the amount in fen)"),
+            }
+        }
         ("POST", ["sim", "refunds", no, "complete-silently"]) => match outcome(query) {
             Ok(outcome) => match sim.complete_refund_silently(no, outcome) {
                 Ok(r) => plain_json(200, &json!({ "notified": false, "refund": r })),
