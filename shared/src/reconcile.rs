@@ -101,11 +101,12 @@ impl Reconciler<'_> {
     ) -> Result<Outcome, SettleError> {
         let mut findings = Vec::new();
         let mut billed = HashSet::new();
-        // A payment the bill also shows refunded went back: it is recorded refunded.
+        // A payment the bill also shows refunded (a refund not closed) went back: it is
+        // recorded refunded.
         let refunded: HashSet<&str> = bill
             .rows
             .iter()
-            .filter(|r| r.kind == RowKind::Refund)
+            .filter(|r| r.kind == RowKind::Refund && r.refund_status.as_deref() != Some("CLOSED"))
             .map(|r| r.out_trade_no.as_str())
             .collect();
         for row in &bill.rows {
