@@ -17,6 +17,9 @@ both_stores!(
     reconciliation_is_for_trusted_callers_and_says_when_a_bill_is_not_ready,
     a_bill_whose_hash_does_not_match_changes_nothing,
     a_payment_the_bill_does_not_list_is_flagged,
+    a_day_with_other_apps_and_json_in_attach_is_matched,
+    a_refund_row_of_zero_order_amounts_with_a_coupon_is_synced,
+    an_attach_with_a_backtick_is_refused_before_wechat_pay_is_asked,
 );
 
 fn beijing_today() -> String {
@@ -266,4 +269,135 @@ async fn a_payment_the_bill_does_not_list_is_flagged(kind: StoreKind) {
     assert_eq!(body["data"]["payments"], 1);
     assert_eq!(h.order(&unlisted).await.status, OrderStatus::Paid);
     assert_eq!(h.order(&listed).await.status, OrderStatus::Paid);
+}
+
+// The bills below are the simulator's, in the layout of WeChat Pay's "交易账单详细说明"
+// (https://pay.weixin.qq.com/docs/merchant/products/bill-download/format-trade.html): a
+// REFUND row with 0.00 in 应结订单金额 and 订单金额, fees to five decimals (0.18000 for
+// 29.90), a refund's fee negative, other apps' rows on the same merchant id.
+
+async fn a_day_with_other_apps_and_json_in_attach_is_matched(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    // JSON with commas in attach: WeChat Pay prints it as given, commas and all.
+    let attach = r#"{"plan":"gold","seats":[1,2,3]}"#;
+    let (status, body) = h
+        .call_as(
+            "o_json",
+            json!({ "type": "wxpay_order", "packageType": "premium", "attach": attach }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let json_order = body["data"]["outTradeNo"].as_str().unwrap().to_string();
+    h.sim.pay(&json_order).await.unwrap();
+    // A refund whose result arrived as WeChat Pay notified it.
+    let refunded = h.create_paid_order("o_refund", "premium").await;
+    let refund_no = h.start_refund(&refunded, Some(1000)).await;
+    h.sim
+        .complete_refund(&refund_no, RefundOutcome::Success)
+        .await
+        .unwrap();
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Success);
+    // The merchant id's other app (and an old function's orders) in the same bill.
+    h.sim
+        .pay_in_other_app("wx0ther0app000001", "legacy_0001", 5000);
+    h.sim
+        .pay_in_other_app("wx0ther0app000001", "legacy_0002", 1200);
+
+    let today = beijing_today();
+    let file = String::from_utf8(h.sim.trade_bill_file(today.parse_date()).unwrap()).unwrap();
+    assert!(file.contains(attach), "{file}");
+    assert!(file.contains("`0.18000,"), "a fee of 29.90: {file}");
+    assert!(file.contains("`-0.06000,"), "a refund's fee: {file}");
+    assert!(file.contains("`REFUND,`OTHERS,`CNY,`0.00,`0.00,"), "{file}");
+
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(status, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(d["status"], "matched", "{body}");
+    assert_eq!(d["findings"], json!([]));
+    assert_eq!(d["otherApps"], json!({ "count": 2, "amount": 6200 }));
+    assert_eq!(
+        (d["payments"].as_i64(), d["refunds"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(d["billRows"], 5);
+    assert_eq!(d["refundTotal"], 1000);
+    assert!(h
+        .store
+        .reconciliation_items(&today)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn a_refund_row_of_zero_order_amounts_with_a_coupon_is_synced(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    let order = h.create_paid_order("o_coupon", "premium").await;
+    let refund_no = h.start_refund(&order, Some(2000)).await;
+    // 5.00 of it went back to a coupon: 退款金额 15.00, 申请退款金额 20.00.
+    h.sim.refund_partly_to_coupon(&refund_no, 500);
+    h.sim
+        .complete_refund_silently(&refund_no, RefundOutcome::Success)
+        .unwrap();
+    let today = beijing_today();
+    let file = String::from_utf8(h.sim.trade_bill_file(today.parse_date()).unwrap()).unwrap();
+    let row = file.lines().find(|l| l.contains("`REFUND,")).unwrap();
+    assert!(row.contains("`0.00,`0.00,"), "{row}");
+    assert!(row.contains(&format!("`{refund_no},`15.00,")), "{row}");
+    assert!(row.ends_with("`0.60%,`0.00,`20.00,`"), "{row}");
+
+    let (status, body) = h.call_trusted(reconcile(&today, false)).await;
+    assert_eq!(status, 200, "{body}");
+    let d = &body["data"];
+    assert_eq!(
+        kinds(d),
+        vec![("synced_refund".into(), order.clone(), true, false)],
+        "{body}"
+    );
+    assert!(d["findings"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("1500 fen settled"));
+    assert_eq!(d["refundTotal"], 1500, "退款总金额 is what settled");
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Success);
+    assert_eq!(h.order(&order).await.refunded_amount, 2000, "what we asked");
+}
+
+async fn an_attach_with_a_backtick_is_refused_before_wechat_pay_is_asked(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    let (status, body) = h
+        .call_as(
+            "o_tick",
+            json!({ "type": "wxpay_order", "packageType": "premium", "attach": "a,`SUCCESS" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["msg"].as_str().unwrap().contains("`attach`"), "{body}");
+    assert_eq!(
+        h.sim.request_count("/v3/pay"),
+        0,
+        "WeChat Pay was not asked"
+    );
+}
+
+trait ParseDate {
+    fn parse_date(&self) -> time::Date;
+}
+
+impl ParseDate for String {
+    fn parse_date(&self) -> time::Date {
+        time::Date::parse(
+            self,
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .unwrap()
+    }
 }

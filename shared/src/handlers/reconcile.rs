@@ -7,7 +7,7 @@ use time::Date;
 use super::Call;
 use crate::client::{BillDownloadError, ClientError, MAX_BILL_BYTES};
 use crate::error::AppError;
-use crate::reconcile::{ready_at, yesterday, Reconciler};
+use crate::reconcile::{ready_at, yesterday, ReconcileError, Reconciler};
 use crate::settlement::SettleError;
 use crate::state::App;
 use crate::util::now_utc;
@@ -119,7 +119,7 @@ async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Va
         }
         Err(e) => return Err(e.into()),
     };
-    let bill = app
+    let spool = app
         .wechat
         .download_trade_bill(&answer, MAX_BILL_BYTES)
         .await
@@ -136,11 +136,12 @@ async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Va
         appid: &app.config.appid,
     };
     let outcome = reconciler
-        .run(date, &bill, dry_run)
+        .run(date, || spool.open(), dry_run)
         .await
         .map_err(|e| match e {
-            SettleError::Store(e) => AppError::Store(e),
-            SettleError::Mismatch(m) => AppError::Internal(m.to_string()),
+            ReconcileError::Settle(SettleError::Store(e)) => AppError::Store(e),
+            ReconcileError::Settle(SettleError::Mismatch(m)) => AppError::Internal(m.to_string()),
+            ReconcileError::Bill(e) => AppError::BadBill(e.to_string()),
         })?;
     tracing::info!(
         bill_date = %outcome.bill_date,

@@ -20,6 +20,7 @@
 
 mod m001_baseline;
 mod m002_refund_reserved;
+mod m003_reconciliation_progress;
 
 use std::fmt;
 use std::time::Duration;
@@ -29,8 +30,11 @@ use super::schema::{req, Column, Dialect, Table};
 use super::StoreError;
 
 /// Every migration, oldest first; versions count up from 1 without gaps.
-pub(super) const MIGRATIONS: &[Migration] =
-    &[m001_baseline::MIGRATION, m002_refund_reserved::MIGRATION];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    m001_baseline::MIGRATION,
+    m002_refund_reserved::MIGRATION,
+    m003_reconciliation_progress::MIGRATION,
+];
 
 /// The schema version this release needs: its newest migration.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS[MIGRATIONS.len() - 1].version;
