@@ -20,6 +20,7 @@ both_stores!(
     a_day_with_other_apps_and_json_in_attach_is_matched,
     a_refund_row_of_zero_order_amounts_with_a_coupon_is_synced,
     an_attach_with_a_backtick_is_refused_before_wechat_pay_is_asked,
+    a_day_cut_off_at_its_deadline_goes_on_from_its_checkpoint,
 );
 
 fn beijing_today() -> String {
@@ -400,4 +401,96 @@ impl ParseDate for String {
         )
         .unwrap()
     }
+}
+
+/// `wxpay_reconcile` for `bill_date` through the router, in an invocation whose deadline is
+/// `within` from now.
+async fn reconcile_within(h: &Harness, bill_date: &str, within: std::time::Duration) -> Value {
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-internal-secret", common::SECRET.parse().unwrap());
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let req = wxpay_shared::runtime::HttpRequest {
+        method: http::Method::POST,
+        path: "/pay".into(),
+        headers,
+        body: bytes::Bytes::from(reconcile(bill_date, false).to_string()),
+        source_ip: None,
+        transport: wxpay_shared::identity::Transport::Listener,
+    };
+    let deadline = tokio::time::Instant::now() + within;
+    let resp = wxpay_shared::deadline::scope(
+        deadline,
+        wxpay_shared::runtime::handle_http(&h.env.app, req),
+    )
+    .await;
+    assert_eq!(resp.status, 200, "{:?}", resp.body);
+    serde_json::from_str(resp.body.as_deref().unwrap()).unwrap()
+}
+
+async fn a_day_cut_off_at_its_deadline_goes_on_from_its_checkpoint(kind: StoreKind) {
+    let Some(h) = Harness::start(kind).await else {
+        return;
+    };
+    h.sim.serve_bills_early(true);
+    // Early in the bill: a payment we never heard of. Last in it: a refund completed
+    // without telling us. Between them, more rows than one batch (the other app's).
+    let lost = h.create_order("o_lost", "premium").await;
+    h.sim.mark_paid_silently(&lost).await.unwrap();
+    let refunded = h.create_paid_order("o_refund", "premium").await;
+    let refund_no = h.start_refund(&refunded, Some(1000)).await;
+    h.sim
+        .complete_refund_silently(&refund_no, RefundOutcome::Success)
+        .unwrap();
+    for i in 0..1100 {
+        h.sim
+            .pay_in_other_app("wx0ther0app000001", &format!("legacy_{i:04}"), 100);
+    }
+    let today = beijing_today();
+
+    // A deadline inside the 3 s the handler keeps back (plus the answer's margin): time to
+    // stop is already there, so the call does its one batch and stops.
+    let cut = std::time::Duration::from_millis(3_250);
+    let body = reconcile_within(&h, &today, cut).await;
+    let d = &body["data"];
+    assert_eq!(d["status"], "in_progress", "{body}");
+    assert_eq!(
+        (d["rowsDone"].as_i64(), d["billRows"].as_i64()),
+        (Some(500), Some(1103))
+    );
+    assert_eq!(
+        h.order(&lost).await.status,
+        OrderStatus::Paid,
+        "repaired in the first call"
+    );
+    assert_eq!(h.backend.deliveries_for(&lost), 1);
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Processing);
+    assert!(h.store.get_reconciliation(&today).await.unwrap().is_none());
+
+    // The next call goes on from line 501, not from the start.
+    let body = reconcile_within(&h, &today, std::time::Duration::from_secs(30)).await;
+    let d = &body["data"];
+    assert_eq!(d["status"], "discrepancies", "{body}");
+    assert!(d["rowsDone"].is_null(), "{body}");
+    assert_eq!(d["otherApps"], json!({ "count": 1100, "amount": 110_000 }));
+    assert_eq!(
+        (d["payments"].as_i64(), d["refunds"].as_i64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        (d["repaired"].as_i64(), d["flagged"].as_i64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(
+        kinds(d),
+        vec![("synced_refund".into(), refunded.clone(), true, false)],
+        "only what this call found is listed"
+    );
+    assert_eq!(d["findingsTotal"], 2);
+    assert_eq!(h.refund_status(&refund_no).await, RefundStatus::Success);
+    // Every repair once, every finding once.
+    assert_eq!(h.backend.deliveries_for(&lost), 1);
+    let items = h.store.reconciliation_items(&today).await.unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let stored = h.store.get_reconciliation(&today).await.unwrap().unwrap();
+    assert_eq!((stored.repaired, stored.flagged), (2, 2));
 }

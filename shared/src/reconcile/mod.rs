@@ -13,16 +13,21 @@
 //! once in batches of [`BATCH`] rows, each looked up in one query per table. Findings are
 //! written as they are found; the answer carries the first [`FINDINGS_IN_ANSWER`].
 
+mod days;
+mod missing;
 mod rows;
+mod tally;
 
-use std::collections::hash_map::DefaultHasher;
+pub use days::{beijing, day_bounds, ready_at, yesterday, BILL_READY_HOUR};
+use missing::check;
+use tally::{outcome, Tally};
+
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+use time::Date;
 
 use crate::settlement::{SettleError, Settlement};
 use crate::store::{Reconciliation, ReconciliationItem, Store, MAX_KEYS};
@@ -32,9 +37,6 @@ use crate::tradebill::{BillError, BillLine, BillReader, BillRow, BillSummary, Ro
 /// rest.
 const DELIVERY_BUDGET: Duration = Duration::from_secs(2);
 
-/// WeChat Pay starts the bill at 09:00 the next day and advises fetching it after 10:00.
-pub const BILL_READY_HOUR: u8 = 10;
-
 /// Rows looked up together: one query for their orders, one for their refunds.
 pub const BATCH: usize = MAX_KEYS;
 
@@ -43,28 +45,6 @@ pub const FINDINGS_IN_ANSWER: usize = 20;
 
 /// A progress line in the log every this many rows.
 pub const PROGRESS_EVERY: i64 = 50_000;
-
-pub fn beijing() -> UtcOffset {
-    UtcOffset::from_hms(8, 0, 0).unwrap_or(UtcOffset::UTC)
-}
-
-/// Yesterday in Asia/Shanghai: the default bill date.
-pub fn yesterday(now: OffsetDateTime) -> Date {
-    let today = now.to_offset(beijing()).date();
-    today.previous_day().unwrap_or(today)
-}
-
-/// `[00:00, 24:00)` of `date` in Beijing time: the bill's day.
-pub fn day_bounds(date: Date) -> (OffsetDateTime, OffsetDateTime) {
-    let start = date.midnight().assume_offset(beijing());
-    (start, start + time::Duration::days(1))
-}
-
-/// When WeChat Pay advises fetching `date`'s bill: 10:00 Beijing time the next day.
-pub fn ready_at(date: Date) -> OffsetDateTime {
-    let at = Time::from_hms(BILL_READY_HOUR, 0, 0).unwrap_or(Time::MIDNIGHT);
-    PrimitiveDateTime::new(date, at).assume_offset(beijing()) + time::Duration::days(1)
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -111,6 +91,9 @@ pub struct Outcome {
     pub dry_run: bool,
     pub status: &'static str,
     pub bill_rows: i64,
+    /// `in_progress` only: data lines done so far, over every call for this bill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_done: Option<i64>,
     /// Payment rows of this app.
     pub payments: i64,
     pub payment_total: i64,
@@ -138,62 +121,50 @@ pub struct Reconciler<'a> {
     pub appid: &'a str,
 }
 
-/// What a run has counted so far.
-#[derive(Default)]
-struct Tally {
-    payments: i64,
-    refunds: i64,
-    other_apps: OtherApps,
-    repaired: i64,
-    flagged: i64,
-    total: i64,
-    shown: Vec<Finding>,
-}
-
-/// A payment number as it is remembered between the passes: 8 bytes instead of the string.
-/// Two numbers sharing a hash (odds about 1 in 10^7 for a million-row day) would hide one
-/// `missing_from_bill`, never cause a repair.
-fn key_hash(no: &str) -> u64 {
-    let mut h = DefaultHasher::new();
-    no.hash(&mut h);
-    h.finish()
-}
-
-/// The first pass: the summary agrees with the rows, and the payment numbers the bill lists.
-fn check<R: Read>(src: R) -> Result<(BillSummary, Vec<u64>), BillError> {
-    let mut reader = BillReader::new(src);
-    let mut billed = Vec::new();
-    loop {
-        let lines = reader.next_lines(BATCH)?;
-        if lines.is_empty() {
-            break;
-        }
-        for l in lines {
-            if let BillLine::Row(r) = l {
-                if r.kind == RowKind::Payment {
-                    billed.push(key_hash(&r.out_trade_no));
-                }
-            }
-        }
-    }
-    billed.sort_unstable();
-    Ok((reader.finish()?, billed))
+/// The bill a run reads: its SHA1 (which names it in a checkpoint) and how to read it from
+/// its start.
+pub struct BillFile<'a, F> {
+    pub hash: &'a str,
+    pub open: F,
 }
 
 impl Reconciler<'_> {
-    /// Reconciles `date` against the bill `open` reads (from its start on each call).
+    /// Reconciles `date` against `bill`, continuing where an earlier call for the same file
+    /// stopped. After each batch the progress is saved (unless a dry run); once `stop_at`
+    /// has passed the call answers `in_progress` and the next one goes on from there. Every
+    /// call does at least one batch, so each makes progress.
     pub async fn run<R: Read + Send>(
         &self,
         date: Date,
-        open: impl Fn() -> std::io::Result<R> + Send + Sync,
+        bill: BillFile<'_, impl Fn() -> std::io::Result<R> + Send + Sync>,
         dry_run: bool,
+        stop_at: Option<Instant>,
     ) -> Result<Outcome, ReconcileError> {
         let io = |e: std::io::Error| ReconcileError::Bill(BillError::Io(e.to_string()));
-        let (summary, billed) = check(open().map_err(io)?)?;
-        let started = Instant::now();
-        let mut tally = Tally::default();
-        let mut reader = BillReader::new(open().map_err(io)?);
+        let (summary, billed) = check((bill.open)().map_err(io)?)?;
+        let resumed = match dry_run {
+            true => None,
+            false => self
+                .store
+                .get_reconciliation_progress(&date.to_string())
+                .await?
+                .filter(|p| p.bill_hash == bill.hash),
+        };
+        let mut tally = resumed.as_ref().map(Tally::resumed).unwrap_or_default();
+        let skip = resumed.map_or(0, |p| p.rows_done);
+        let mut reader = BillReader::new((bill.open)().map_err(io)?);
         let mut done = 0i64;
+        while done < skip {
+            let n = reader
+                .next_lines((skip - done).min(BATCH as i64) as usize)?
+                .len();
+            if n == 0 {
+                break;
+            }
+            done += n as i64;
+        }
+        let started = Instant::now();
+        let stop = || stop_at.is_some_and(|t| Instant::now() >= t);
         loop {
             let lines = reader.next_lines(BATCH)?;
             if lines.is_empty() {
@@ -202,20 +173,53 @@ impl Reconciler<'_> {
             let before = done / PROGRESS_EVERY;
             done += lines.len() as i64;
             self.batch(date, lines, dry_run, &mut tally).await?;
+            if !dry_run {
+                let p = tally.progress(date, bill.hash, done, summary.rows);
+                self.store
+                    .save_reconciliation_progress(&p, crate::util::now_utc())
+                    .await?;
+            }
             if done / PROGRESS_EVERY > before {
                 let secs = started.elapsed().as_secs_f64().max(1e-3);
                 tracing::info!(
                     bill_date = %date,
                     rows_done = done,
                     bill_rows = summary.rows,
-                    rows_per_s = (done as f64 / secs) as i64,
+                    rows_per_s = ((done - skip) as f64 / secs) as i64,
                     "reconciliation progress"
                 );
             }
+            if stop() {
+                return Ok(self.in_progress(date, &summary, dry_run, done, tally));
+            }
         }
-        self.missing_from_bill(date, &billed, dry_run, &mut tally)
-            .await?;
-        self.finish(date, &summary, dry_run, tally).await
+        if !self
+            .missing_from_bill(date, &billed, dry_run, &mut tally, &stop)
+            .await?
+        {
+            return Ok(self.in_progress(date, &summary, dry_run, done, tally));
+        }
+        let outcome = self.finish(date, &summary, dry_run, tally).await?;
+        if !dry_run {
+            self.store
+                .clear_reconciliation_progress(&date.to_string())
+                .await?;
+        }
+        Ok(outcome)
+    }
+
+    fn in_progress(
+        &self,
+        date: Date,
+        summary: &BillSummary,
+        dry_run: bool,
+        done: i64,
+        tally: Tally,
+    ) -> Outcome {
+        let mut o = outcome(date, summary, dry_run, tally);
+        o.status = "in_progress";
+        o.rows_done = Some(done);
+        o
     }
 
     /// One batch of lines: their orders and refunds in one query each, then row by row.
@@ -289,48 +293,6 @@ impl Reconciler<'_> {
         Ok(())
     }
 
-    /// Paid here that day, absent from the bill: a page of orders at a time.
-    async fn missing_from_bill(
-        &self,
-        date: Date,
-        billed: &[u64],
-        dry_run: bool,
-        tally: &mut Tally,
-    ) -> Result<(), ReconcileError> {
-        let (from, to) = day_bounds(date);
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .orders_paid_page(from, to, after.clone(), BATCH)
-                .await?;
-            for order in &page {
-                if billed
-                    .binary_search(&key_hash(&order.out_trade_no))
-                    .is_err()
-                {
-                    let detail = format!(
-                        "paid here ({} fen, transaction {}) but not in WeChat Pay's bill",
-                        order.paid_amount.unwrap_or(order.amount),
-                        order.transaction_id.as_deref().unwrap_or("-")
-                    );
-                    let f = rows::flag("missing_from_bill", &order.out_trade_no, "", detail);
-                    self.found(date, f, dry_run, tally).await?;
-                }
-            }
-            match page.last() {
-                Some(last) if page.len() == BATCH => {
-                    after = last.paid_at.map(|at| (at, last.out_trade_no.clone()));
-                    if after.is_none() {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-        Ok(())
-    }
-
     /// Records a finding as it is found (unless a dry run) and counts it.
     async fn found(
         &self,
@@ -372,26 +334,7 @@ impl Reconciler<'_> {
         tally: Tally,
     ) -> Result<Outcome, ReconcileError> {
         let bill_date = date.to_string();
-        let mut outcome = Outcome {
-            bill_date: bill_date.clone(),
-            dry_run,
-            status: if tally.total == 0 {
-                "matched"
-            } else {
-                "discrepancies"
-            },
-            bill_rows: summary.rows,
-            payments: tally.payments,
-            payment_total: summary.settlement_total,
-            refunds: tally.refunds,
-            refund_total: summary.refund_total,
-            other_apps: tally.other_apps,
-            repaired: tally.repaired,
-            flagged: tally.flagged,
-            findings_total: tally.total,
-            findings: tally.shown,
-            stored: None,
-        };
+        let mut outcome = outcome(date, summary, dry_run, tally);
         if !dry_run {
             let stored = self
                 .store
