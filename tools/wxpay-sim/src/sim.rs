@@ -261,6 +261,12 @@ impl Simulator {
         lock(&self.inner.state).bill.tamper.other_apps.push(payment);
     }
 
+    /// Serves `file` as day `date`'s bill, as it is (benchmarks of a day's volume).
+    pub fn serve_bill_file(&self, date: Date, file: Vec<u8>) {
+        let mut st = lock(&self.inner.state);
+        st.bill.tamper.files.insert(date, std::sync::Arc::new(file));
+    }
+
     /// Forgets every drop, altered amount and broken hash.
     pub fn reset_bill(&self) {
         lock(&self.inner.state).bill.reset();

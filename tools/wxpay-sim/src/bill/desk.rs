@@ -22,6 +22,9 @@ pub(crate) struct BillTamper {
     pub coupon_refunds: HashMap<String, i64>,
     /// Payments to the same merchant id from its other apps, which its bill lists too.
     pub other_apps: Vec<OtherAppPayment>,
+    /// A whole file served as a day's bill instead of the one the simulator would write
+    /// (benchmarks: a million rows without a million simulated orders).
+    pub files: HashMap<time::Date, std::sync::Arc<Vec<u8>>>,
 }
 
 /// A payment another app of the merchant took (公众账号ID is not ours).
