@@ -124,6 +124,32 @@ async fn reconciliation_repairs_syncs_and_flags_and_a_second_run_changes_nothing
     assert_eq!((stored.repaired, stored.flagged), (2, 3));
     assert_eq!(h.store.reconciliation_items(&today).await.unwrap().len(), 3);
 
+    // Every item, a page at a time, for a trusted caller.
+    let page =
+        |after: Value| json!({ "type": "wxpay_reconcile", "billDate": today, "itemsAfter": after });
+    let (status, body) = h.call_trusted(page(json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<&str> = body["data"]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        ["amount_mismatch", "repaired_payment", "synced_refund"]
+    );
+    assert_eq!(body["data"]["next"], Value::Null, "one page holds them");
+    let after = json!({ "kind": "repaired_payment", "outTradeNo": lost });
+    let (_, body) = h.call_trusted(page(after)).await;
+    assert_eq!(
+        body["data"]["items"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    let (status, _) = h.call_as("o_user", page(json!({}))).await;
+    assert_eq!(status, 403);
+
     // The same date again: no repair, no delivery, no new item.
     let (status, body) = h.call_trusted(reconcile(&today, false)).await;
     assert_eq!(status, 200, "{body}");

@@ -12,6 +12,7 @@ use crate::error::AppError;
 use crate::reconcile::{ready_at, yesterday, BillFile, ReconcileError, Reconciler};
 use crate::settlement::SettleError;
 use crate::state::App;
+use crate::store::ItemKey;
 use crate::util::now_utc;
 
 /// WeChat Pay's answers for a bill that does not exist (yet).
@@ -33,6 +34,43 @@ struct ReconcileRequest {
     /// schedule does (for timers that call over HTTP with the internal secret).
     #[serde(default)]
     catch_up: bool,
+    /// With `billDate`: a page of the date's recorded items instead of a run, after the
+    /// `next` of the page before (`{}` for the first page).
+    #[serde(default)]
+    items_after: Option<ItemsAfter>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ItemsAfter {
+    Key(ItemKey),
+    Start(serde_json::Map<String, Value>),
+}
+
+/// Items in one page.
+const ITEMS_PAGE: usize = 100;
+
+/// A page of `date`'s items; `next` is the cursor for the page after it, `null` at the end.
+async fn items_page(app: &App, date: Date, after: ItemsAfter) -> Result<Value, AppError> {
+    let after = match after {
+        ItemsAfter::Key(k) => Some(k),
+        ItemsAfter::Start(m) if m.is_empty() => None,
+        ItemsAfter::Start(_) => {
+            return Err(AppError::invalid(
+                "field `itemsAfter`: `{}` or the `next` of the page before",
+            ))
+        }
+    };
+    let items = app
+        .store
+        .reconciliation_items_page(&date.to_string(), after.as_ref(), ITEMS_PAGE)
+        .await?;
+    let next = match items.last() {
+        Some(last) if items.len() == ITEMS_PAGE => serde_json::to_value(ItemKey::of(last))
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+        _ => Value::Null,
+    };
+    Ok(serde_json::json!({ "billDate": date.to_string(), "items": items, "next": next }))
 }
 
 fn parse_date(text: &str) -> Result<Date, AppError> {
@@ -86,6 +124,12 @@ pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
         return Err(AppError::invalid(format!(
             "field `billDate`: {date} is in the future (today is {today} in Beijing)"
         )));
+    }
+    if let Some(after) = req.items_after {
+        if req.bill_date.is_none() {
+            return Err(AppError::invalid("field `itemsAfter` needs `billDate`"));
+        }
+        return items_page(app, date, after).await;
     }
     one_day(app, date, req.dry_run, req.early, stop_at(1)).await
 }

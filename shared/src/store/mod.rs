@@ -42,7 +42,8 @@ pub use migrations::{
 pub use model::*;
 pub use mysql::{DatabaseCa, MySqlStore, SslMode};
 pub use reconciliation::{
-    Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore, MAX_KEYS,
+    ItemKey, Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
+    MAX_KEYS,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -43,12 +43,48 @@ pub struct ReconciliationItem {
     /// Empty for payment discrepancies.
     pub out_refund_no: String,
     /// `repaired_payment`, `synced_refund`, `missing_from_bill`, `amount_mismatch`,
-    /// `mchid_mismatch`, `appid_mismatch`, `unknown_order`, `unknown_refund`, …
+    /// `mchid_mismatch`, `unknown_order`, `unknown_refund`, `unreadable_row`, …
     pub kind: String,
     /// For an operator: what the bill said and what the store says (never secrets).
     pub detail: String,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+}
+
+/// Where a page of a date's items ends: the key of its last item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ItemKey {
+    pub kind: String,
+    pub out_trade_no: String,
+    #[serde(default)]
+    pub out_refund_no: String,
+}
+
+impl ItemKey {
+    pub fn of(item: &ReconciliationItem) -> ItemKey {
+        ItemKey {
+            kind: item.kind.clone(),
+            out_trade_no: item.out_trade_no.clone(),
+            out_refund_no: item.out_refund_no.clone(),
+        }
+    }
+}
+
+/// Parameters: bill_date, then with `after` its kind twice, out_trade_no twice and
+/// out_refund_no. The limit is ours, written into the statement.
+pub(super) fn items_page_sql(after: bool, limit: usize) -> String {
+    let after = if after {
+        " AND (kind > ? OR (kind = ? AND (out_trade_no > ? OR (out_trade_no = ? \
+          AND out_refund_no > ?))))"
+    } else {
+        ""
+    };
+    format!(
+        "SELECT bill_date, out_trade_no, out_refund_no, kind, detail, created_at \
+         FROM reconciliation_items WHERE bill_date = ?{after} \
+         ORDER BY kind, out_trade_no, out_refund_no LIMIT {limit}"
+    )
 }
 
 /// A row of `reconciliation_progress`: how far a day's reconciliation got, and what the
@@ -98,6 +134,14 @@ pub trait ReconciliationStore: Send + Sync {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Vec<Order>, StoreError>;
+
+    /// Up to `limit` items of the date in key order (kind, order, refund), after `after`.
+    async fn reconciliation_items_page(
+        &self,
+        bill_date: &str,
+        after: Option<&ItemKey>,
+        limit: usize,
+    ) -> Result<Vec<ReconciliationItem>, StoreError>;
 
     async fn get_reconciliation_progress(
         &self,

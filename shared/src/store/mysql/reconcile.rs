@@ -5,12 +5,12 @@ use mysql_async::prelude::Queryable;
 
 use super::*;
 use crate::store::reconciliation::{
-    item_row, orders_by_numbers_sql, orders_paid_page_sql, progress_row, refunds_by_numbers_sql,
-    run_row, DELETE_PROGRESS, INSERT_ITEM, INSERT_PROGRESS, INSERT_RUN, ORDERS_PAID_BETWEEN,
-    SELECT_ITEMS, SELECT_PROGRESS, SELECT_RUN, UPDATE_PROGRESS, UPDATE_RUN,
+    item_row, items_page_sql, orders_by_numbers_sql, orders_paid_page_sql, progress_row,
+    refunds_by_numbers_sql, run_row, DELETE_PROGRESS, INSERT_ITEM, INSERT_PROGRESS, INSERT_RUN,
+    ORDERS_PAID_BETWEEN, SELECT_ITEMS, SELECT_PROGRESS, SELECT_RUN, UPDATE_PROGRESS, UPDATE_RUN,
 };
 use crate::store::{
-    Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
+    ItemKey, Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
 };
 
 impl MySqlStore {
@@ -123,6 +123,26 @@ impl ReconciliationStore for MySqlStore {
             rows::order,
         )
         .await
+    }
+
+    async fn reconciliation_items_page(
+        &self,
+        bill_date: &str,
+        after: Option<&ItemKey>,
+        limit: usize,
+    ) -> Result<Vec<ReconciliationItem>, StoreError> {
+        let mut values = vec![Value::from(bill_date)];
+        if let Some(k) = after {
+            values.extend([
+                Value::from(&k.kind),
+                Value::from(&k.kind),
+                Value::from(&k.out_trade_no),
+                Value::from(&k.out_trade_no),
+                Value::from(&k.out_refund_no),
+            ]);
+        }
+        let sql = items_page_sql(after.is_some(), limit);
+        self.all(&sql, Params::Positional(values), item_row).await
     }
 
     async fn get_reconciliation_progress(

@@ -5,12 +5,12 @@ use rusqlite::{params_from_iter, ErrorCode};
 
 use super::*;
 use crate::store::reconciliation::{
-    item_row, orders_by_numbers_sql, orders_paid_page_sql, progress_row, refunds_by_numbers_sql,
-    run_row, DELETE_PROGRESS, INSERT_ITEM, INSERT_PROGRESS, INSERT_RUN, ORDERS_PAID_BETWEEN,
-    SELECT_ITEMS, SELECT_PROGRESS, SELECT_RUN, UPDATE_PROGRESS, UPDATE_RUN,
+    item_row, items_page_sql, orders_by_numbers_sql, orders_paid_page_sql, progress_row,
+    refunds_by_numbers_sql, run_row, DELETE_PROGRESS, INSERT_ITEM, INSERT_PROGRESS, INSERT_RUN,
+    ORDERS_PAID_BETWEEN, SELECT_ITEMS, SELECT_PROGRESS, SELECT_RUN, UPDATE_PROGRESS, UPDATE_RUN,
 };
 use crate::store::{
-    Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
+    ItemKey, Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
 };
 
 #[async_trait]
@@ -100,6 +100,27 @@ impl ReconciliationStore for SqliteStore {
     ) -> Result<Vec<Order>, StoreError> {
         let (from, to) = (ts(from)?, ts(to)?);
         self.run(move |c| all(c, &ORDERS_PAID_BETWEEN, params![from, to], rows::order))
+            .await
+    }
+
+    async fn reconciliation_items_page(
+        &self,
+        bill_date: &str,
+        after: Option<&ItemKey>,
+        limit: usize,
+    ) -> Result<Vec<ReconciliationItem>, StoreError> {
+        let mut values = vec![bill_date.to_owned()];
+        if let Some(k) = after {
+            values.extend([
+                k.kind.clone(),
+                k.kind.clone(),
+                k.out_trade_no.clone(),
+                k.out_trade_no.clone(),
+                k.out_refund_no.clone(),
+            ]);
+        }
+        let sql = items_page_sql(after.is_some(), limit);
+        self.run(move |c| all(c, &sql, params_from_iter(values), item_row))
             .await
     }
 
