@@ -247,10 +247,11 @@ pub(super) static ORDERS_PAID_BETWEEN: Lazy<String> = Lazy::new(|| {
 });
 
 /// Parameters: from, to and, with `after`, its paid_at twice and its out_trade_no. The
-/// limit is ours, not a caller's, so it is written into the statement.
+/// `paid_at >= ?` lets both dialects range-scan `idx_orders_paid_at` from the last page's
+/// end. The limit is ours, not a caller's, so it is written into the statement.
 pub(super) fn orders_paid_page_sql(after: bool, limit: usize) -> String {
     let after = if after {
-        " AND (paid_at > ? OR (paid_at = ? AND out_trade_no > ?))"
+        " AND paid_at >= ? AND (paid_at > ? OR out_trade_no > ?)"
     } else {
         ""
     };

@@ -16,7 +16,7 @@ fn versions_count_up_from_one_and_checksums_are_stable() {
         "7955e8f65a0cb2aedb2cfec07bae29f24960e84abd791a463c4f3eb4d8a4e44c",
         "2e71a62064889699ad917d7ab8dcd6cb63c25f68dbe00762a662735621a5222d",
         // reconciliation_progress
-        "b320ab3c37c06b04fdd2fbed01cef6b74ccabdecae2699e80355387637f378aa",
+        "936adf68033309ae2cc70c103e1364acf6c2792f6df5cc0f1289aecb3147384d",
     ];
     assert_eq!(released.len(), MIGRATIONS.len(), "every migration pinned");
     for (m, checksum) in MIGRATIONS.iter().zip(released) {

@@ -105,9 +105,15 @@ async fn fill_mysql(url: &str, rows: u64, day: Date) -> Result<(), String> {
     pool.disconnect().await.map_err(|e| e.to_string())
 }
 
-fn fill_sqlite(path: &str, rows: u64, day: Date) -> Result<(), String> {
-    let _ = std::fs::remove_file(path);
-    drop(store::SqliteStore::open(path).map_err(|e| e.to_string())?);
+async fn fill_sqlite(url: &str, path: &str, rows: u64, day: Date) -> Result<(), String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{path}{suffix}"));
+    }
+    store::open(url)
+        .map_err(|e| e.to_string())?
+        .migrate()
+        .await
+        .map_err(|e| e.to_string())?;
     let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
     let concat = |parts: &[&str]| parts.join(" || ");
     let ts = format!(
@@ -168,7 +174,7 @@ async fn one_size(args: &Args, rows: u64) -> Result<Run, String> {
         .to_offset(UtcOffset::from_hms(8, 0, 0).map_err(|e| e.to_string())?)
         .date();
     match args.url.strip_prefix("sqlite://") {
-        Some(path) => fill_sqlite(path, rows, day)?,
+        Some(path) => fill_sqlite(&args.url, path, rows, day).await?,
         None => fill_mysql(&args.url, rows, day).await?,
     }
     let keys = tokio::task::spawn_blocking(MerchantKeys::generate)
