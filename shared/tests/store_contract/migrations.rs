@@ -117,25 +117,33 @@ pub(super) async fn a_fresh_database_is_migrated_once_and_checked_after(db: Fres
 
 pub(super) async fn a_schema_behind_or_ahead_is_judged_by_what_changed(db: Fresh) {
     db.store(OnStart::Migrate).migrate().await.expect("migrate");
-    // As if only migration 1 had been applied: the function refuses, naming the versions.
-    db.raw(&["DELETE FROM schema_migrations WHERE version = 2"])
-        .await;
+    // As if the latest migration had not been applied: the function refuses, naming the
+    // versions.
+    let latest = SCHEMA_VERSION;
+    db.raw(&[&format!(
+        "DELETE FROM schema_migrations WHERE version = {latest}"
+    )])
+    .await;
     assert_refused(
         db.store(OnStart::Check).get_order("x").await,
-        &format!("at version 1; this release needs version {SCHEMA_VERSION}"),
+        &format!(
+            "at version {}; this release needs version {latest}",
+            latest - 1
+        ),
     );
     let report = db.store(OnStart::Check).migrate().await.expect("migrate");
-    assert_eq!(versions(&report), vec![2], "only what was missing");
+    assert_eq!(versions(&report), vec![latest], "only what was missing");
     db.store(OnStart::Check)
         .get_order("x")
         .await
         .expect("served at its own version");
 
     // A newer release migrated, additively: this instance keeps serving.
-    db.raw(&[
+    db.raw(&[&format!(
         "INSERT INTO schema_migrations (version, name, applied_at, checksum, additive) \
-              VALUES (3, 'a newer release added a column', '2030-01-01 00:00:00.000', 'x', 1)",
-    ])
+              VALUES ({}, 'a newer release added a column', '2030-01-01 00:00:00.000', 'x', 1)",
+        latest + 1
+    )])
     .await;
     db.store(OnStart::Check)
         .get_order("x")
@@ -143,17 +151,18 @@ pub(super) async fn a_schema_behind_or_ahead_is_judged_by_what_changed(db: Fresh
         .expect("an additive newer schema is served");
     let report = db.store(OnStart::Check).migrate().await.expect("migrate");
     assert!(report.applied.is_empty());
-    assert_eq!(report.version, 3);
+    assert_eq!(report.version, latest + 1);
     assert!(
         report.to_string().contains("newer than this release's"),
         "{report}"
     );
 
     // A newer release changed how rows are written: refused, saying what to deploy.
-    db.raw(&[
+    db.raw(&[&format!(
         "INSERT INTO schema_migrations (version, name, applied_at, checksum, additive) \
-              VALUES (4, 'a newer release moved money', '2030-01-01 00:00:00.000', 'y', 0)",
-    ])
+              VALUES ({}, 'a newer release moved money', '2030-01-01 00:00:00.000', 'y', 0)",
+        latest + 2
+    )])
     .await;
     match db.store(OnStart::Check).get_order("x").await {
         Err(StoreError::Schema(m)) => assert!(m.contains("deploy that release"), "{m}"),
@@ -162,7 +171,7 @@ pub(super) async fn a_schema_behind_or_ahead_is_judged_by_what_changed(db: Fresh
 
     // A released migration edited afterwards stops migrate, naming it.
     db.raw(&[
-        "DELETE FROM schema_migrations WHERE version > 2",
+        format!("DELETE FROM schema_migrations WHERE version > {latest}").as_str(),
         "UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1",
     ])
     .await;
