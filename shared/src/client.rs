@@ -21,7 +21,7 @@ use crate::deadline;
 use crate::util::{now_utc, random_alnum};
 
 mod bill;
-pub use bill::{BillDownloadError, TradeBillResponse, MAX_BILL_BYTES};
+pub use bill::{BillDownloadError, SpooledBill, TradeBillResponse, MAX_BILL_BYTES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

@@ -9,6 +9,7 @@ mod support;
 use serde_json::json;
 use support::{migrate, text, Scratch, Server, TestDb};
 use wxpay_local::{LocalEnv, LocalOptions};
+use wxpay_shared::store::SCHEMA_VERSION;
 
 const ORDER: &str = r#"{"type":"wxpay_order","packageType":"basic","tradeType":"NATIVE"}"#;
 
@@ -53,10 +54,9 @@ async fn the_function_refuses_until_migrate_runs(database_url: &str, scratch: &S
     assert!(first.status.success(), "{first:?}");
     let said = text(&first.stdout);
     let lines: Vec<&str> = said.lines().collect();
-    let newest = wxpay_shared::store::SCHEMA_VERSION;
     assert_eq!(
         lines.len(),
-        newest as usize,
+        SCHEMA_VERSION as usize,
         "one line per migration applied: {said}"
     );
     assert!(
@@ -67,12 +67,16 @@ async fn the_function_refuses_until_migrate_runs(database_url: &str, scratch: &S
         lines[1].starts_with("applied migration 2 (orders.refund_reserved"),
         "{said}"
     );
+    assert!(
+        said.contains(" (reconciliation_progress: "),
+        "the reconciliation checkpoints: {said}"
+    );
 
     let again = migrate(Some(database_url), &[]);
     assert!(again.status.success(), "{again:?}");
     assert_eq!(
         text(&again.stdout).trim(),
-        format!("schema is at version {newest}, nothing to do")
+        format!("schema is at version {SCHEMA_VERSION}, nothing to do")
     );
     let check = migrate(Some(database_url), &["--check"]);
     assert!(check.status.success(), "{check:?}");
@@ -126,7 +130,7 @@ async fn two_migrators_at_once(database_url: &str) {
         assert!(out.status.success(), "{out:?}");
         said.push_str(&text(&out.stdout));
     }
-    for version in 1..=2 {
+    for version in 1..=SCHEMA_VERSION {
         assert_eq!(
             said.matches(&format!("applied migration {version} "))
                 .count(),

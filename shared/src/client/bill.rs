@@ -2,8 +2,11 @@
 //!
 //! The tradebill answer is signed and verified like every other; the file is not signed
 //! (WeChat Pay documents it so), so its SHA1 must equal the verified `hash_value`. The file
-//! is hashed and parsed chunk by chunk as it arrives and never kept whole.
+//! is hashed as it arrives and written to a temporary file, never kept whole in memory;
+//! only a file whose hash matched is handed on to be read.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ring::digest::{Context, SHA1_FOR_LEGACY_USE_ONLY};
@@ -11,7 +14,7 @@ use serde::Deserialize;
 
 use super::{classify, read_capped, seg, ClientError, WechatPayClient, MAX_ANSWER_BYTES};
 use crate::api::ErrorBody;
-use crate::tradebill::{BillError, BillParser, TradeBill};
+use crate::tradebill::BillError;
 
 /// Largest bill file read: about a million rows.
 pub const MAX_BILL_BYTES: usize = 256 << 20;
@@ -41,6 +44,48 @@ pub enum BillDownloadError {
     Format(#[from] BillError),
     #[error("the bill is larger than {limit} bytes; not read")]
     TooLarge { limit: usize },
+    #[error("the bill could not be kept in a temporary file: {0}")]
+    Spool(String),
+}
+
+/// A downloaded bill whose SHA1 matched, in a temporary file removed when this is dropped.
+#[derive(Debug)]
+pub struct SpooledBill {
+    path: PathBuf,
+    /// Bytes in the file.
+    pub len: u64,
+}
+
+impl SpooledBill {
+    /// A new temporary file for a bill.
+    fn create() -> std::io::Result<(SpooledBill, std::fs::File)> {
+        let path =
+            std::env::temp_dir().join(format!("wxpay-bill-{}.csv", crate::util::random_alnum(16)));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((SpooledBill { path, len: 0 }, file))
+    }
+
+    /// The file from its start, for one pass over it.
+    pub fn open(&self) -> std::io::Result<std::io::BufReader<std::fs::File>> {
+        std::fs::File::open(&self.path).map(std::io::BufReader::new)
+    }
+
+    /// Writes `bytes` as a bill file (tests and benchmarks).
+    pub fn from_bytes(bytes: &[u8]) -> std::io::Result<SpooledBill> {
+        let (mut spool, mut file) = SpooledBill::create()?;
+        file.write_all(bytes)?;
+        spool.len = bytes.len() as u64;
+        Ok(spool)
+    }
+}
+
+impl Drop for SpooledBill {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl WechatPayClient {
@@ -55,13 +100,13 @@ impl WechatPayClient {
             .ok_or_else(|| ClientError::Decode("empty tradebill answer".into()))
     }
 
-    /// Downloads the bill `answer` points to with a signed request, checks its SHA1 and
-    /// parses it, reading at most `limit` bytes.
+    /// Downloads the bill `answer` points to with a signed request into a temporary file
+    /// and checks its SHA1, reading at most `limit` bytes.
     pub async fn download_trade_bill(
         &self,
         answer: &TradeBillResponse,
         limit: usize,
-    ) -> Result<TradeBill, BillDownloadError> {
+    ) -> Result<SpooledBill, BillDownloadError> {
         if !answer.hash_type.eq_ignore_ascii_case("SHA1") {
             return Err(BillDownloadError::HashType(answer.hash_type.clone()));
         }
@@ -91,11 +136,10 @@ impl WechatPayClient {
         if resp.content_length().is_some_and(|n| n > limit as u64) {
             return Err(BillDownloadError::TooLarge { limit });
         }
+        let spool_error = |e: std::io::Error| BillDownloadError::Spool(e.to_string());
+        let (mut spool, file) = SpooledBill::create().map_err(spool_error)?;
+        let mut file = std::io::BufWriter::with_capacity(64 * 1024, file);
         let mut sha1 = Context::new(&SHA1_FOR_LEGACY_USE_ONLY);
-        let mut parser = BillParser::new();
-        // A corrupt file usually fails to parse too; the hash is the better explanation,
-        // so the first format error waits until the hash has been checked.
-        let mut format_error = None;
         let mut read = 0usize;
         while let Some(chunk) = resp.chunk().await.map_err(classify)? {
             read += chunk.len();
@@ -103,10 +147,10 @@ impl WechatPayClient {
                 return Err(BillDownloadError::TooLarge { limit });
             }
             sha1.update(&chunk);
-            if format_error.is_none() {
-                format_error = parser.feed(&chunk).err();
-            }
+            file.write_all(&chunk).map_err(spool_error)?;
         }
+        file.flush().map_err(spool_error)?;
+        spool.len = read as u64;
         let got = hex::encode(sha1.finish());
         if !got.eq_ignore_ascii_case(answer.hash_value.trim()) {
             return Err(BillDownloadError::HashMismatch {
@@ -114,10 +158,7 @@ impl WechatPayClient {
                 got,
             });
         }
-        if let Some(e) = format_error {
-            return Err(e.into());
-        }
-        Ok(parser.finish()?)
+        Ok(spool)
     }
 }
 

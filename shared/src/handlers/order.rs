@@ -124,6 +124,8 @@ pub async fn create(app: &App, call: &Call) -> Result<Value, AppError> {
     let generation_id = bounded("generationId", req.generation_id, 64)?;
     let business_id = bounded("businessId", req.business_id, 64)?;
     let attach = bounded("attach", req.attach, 128)?;
+    no_backtick("attach", attach.as_deref())?;
+    no_backtick("description", Some(&description))?;
     let scene_info = if trade_type == TradeType::H5 {
         let named = match call.caller.trusted {
             true => bounded("clientIp", req.client_ip, 45)?,
@@ -287,4 +289,16 @@ async fn log(app: &App, order: &NewOrder, event: &str, detail: Option<String>) {
     if let Err(e) = app.store.insert_log(&entry, now_utc()).await {
         tracing::warn!(out_trade_no = %order.out_trade_no, "order log not written: {e}");
     }
+}
+
+/// WeChat Pay's bill puts a backtick before every field and splits fields at a comma
+/// followed by one, so a backtick in a text it prints back could move the row's columns.
+/// Commas alone (JSON) stay allowed.
+fn no_backtick(name: &str, value: Option<&str>) -> Result<(), AppError> {
+    if value.is_some_and(|v| v.contains('`')) {
+        return Err(AppError::invalid(format!(
+            "field `{name}` may not contain a backtick (`): WeChat Pay's bill uses it to separate fields"
+        )));
+    }
+    Ok(())
 }

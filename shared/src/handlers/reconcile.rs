@@ -1,5 +1,7 @@
 //! `wxpay_reconcile`: trusted callers and schedules reconcile one day's trade bill.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::Value;
 use time::Date;
@@ -7,9 +9,10 @@ use time::Date;
 use super::Call;
 use crate::client::{BillDownloadError, ClientError, MAX_BILL_BYTES};
 use crate::error::AppError;
-use crate::reconcile::{ready_at, yesterday, Reconciler};
+use crate::reconcile::{ready_at, yesterday, BillFile, ReconcileError, Reconciler};
 use crate::settlement::SettleError;
 use crate::state::App;
+use crate::store::ItemKey;
 use crate::util::now_utc;
 
 /// WeChat Pay's answers for a bill that does not exist (yet).
@@ -31,6 +34,43 @@ struct ReconcileRequest {
     /// schedule does (for timers that call over HTTP with the internal secret).
     #[serde(default)]
     catch_up: bool,
+    /// With `billDate`: a page of the date's recorded items instead of a run, after the
+    /// `next` of the page before (`{}` for the first page).
+    #[serde(default)]
+    items_after: Option<ItemsAfter>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ItemsAfter {
+    Key(ItemKey),
+    Start(serde_json::Map<String, Value>),
+}
+
+/// Items in one page.
+const ITEMS_PAGE: usize = 100;
+
+/// A page of `date`'s items; `next` is the cursor for the page after it, `null` at the end.
+async fn items_page(app: &App, date: Date, after: ItemsAfter) -> Result<Value, AppError> {
+    let after = match after {
+        ItemsAfter::Key(k) => Some(k),
+        ItemsAfter::Start(m) if m.is_empty() => None,
+        ItemsAfter::Start(_) => {
+            return Err(AppError::invalid(
+                "field `itemsAfter`: `{}` or the `next` of the page before",
+            ))
+        }
+    };
+    let items = app
+        .store
+        .reconciliation_items_page(&date.to_string(), after.as_ref(), ITEMS_PAGE)
+        .await?;
+    let next = match items.last() {
+        Some(last) if items.len() == ITEMS_PAGE => serde_json::to_value(ItemKey::of(last))
+            .map_err(|e| AppError::Internal(e.to_string()))?,
+        _ => Value::Null,
+    };
+    Ok(serde_json::json!({ "billDate": date.to_string(), "items": items, "next": next }))
 }
 
 fn parse_date(text: &str) -> Result<Date, AppError> {
@@ -53,6 +93,21 @@ fn not_ready(date: Date, reason: String) -> Value {
 /// that failed): the next tick tries them again.
 const CATCH_UP_DAYS: i64 = 3;
 
+/// Kept back from a call's deadline when a reconciliation decides to stop: the batch in
+/// hand, the checkpoint and the answer fit in it.
+const STOP_RESERVE: Duration = Duration::from_secs(3);
+
+/// When a day given `share` of what is left of the call stops and answers `in_progress`:
+/// `None` outside an invocation (a tool runs to the end).
+fn stop_at(share: u32) -> Option<std::time::Instant> {
+    let by = crate::deadline::answer_by()?.into_std();
+    let now = std::time::Instant::now();
+    let left = by
+        .saturating_duration_since(now)
+        .saturating_sub(STOP_RESERVE);
+    Some(now + left / share.max(1))
+}
+
 pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
     if !call.caller.scheduled {
         call.require_trusted("wxpay_reconcile")?;
@@ -70,7 +125,13 @@ pub async fn reconcile(app: &App, call: &Call) -> Result<Value, AppError> {
             "field `billDate`: {date} is in the future (today is {today} in Beijing)"
         )));
     }
-    one_day(app, date, req.dry_run, req.early).await
+    if let Some(after) = req.items_after {
+        if req.bill_date.is_none() {
+            return Err(AppError::invalid("field `itemsAfter` needs `billDate`"));
+        }
+        return items_page(app, date, after).await;
+    }
+    one_day(app, date, req.dry_run, req.early, stop_at(1)).await
 }
 
 /// A timer: yesterday, and each of the days before it that has no stored result yet.
@@ -79,6 +140,9 @@ async fn catch_up(app: &App, now: time::OffsetDateTime) -> Result<Value, AppErro
     let mut runs = Vec::new();
     for back in (0..CATCH_UP_DAYS).rev() {
         let date = last - time::Duration::days(back);
+        // Each day gets its share of what is left, so a day too large for one call goes on
+        // from its checkpoint next tick without keeping the later days from their turn.
+        let share = u32::try_from(back + 1).unwrap_or(1);
         if date != last
             && app
                 .store
@@ -89,20 +153,28 @@ async fn catch_up(app: &App, now: time::OffsetDateTime) -> Result<Value, AppErro
             continue;
         }
         // One day's failure (a corrupt bill, WeChat Pay down) does not hide the others.
-        let run = one_day(app, date, false, false).await.unwrap_or_else(|e| {
-            tracing::error!(bill_date = %date, "reconciliation failed: {e}");
-            serde_json::json!({
-                "billDate": date.to_string(),
-                "status": "failed",
-                "message": e.public_message(),
-            })
-        });
+        let run = one_day(app, date, false, false, stop_at(share))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(bill_date = %date, "reconciliation failed: {e}");
+                serde_json::json!({
+                    "billDate": date.to_string(),
+                    "status": "failed",
+                    "message": e.public_message(),
+                })
+            });
         runs.push(run);
     }
     Ok(serde_json::json!({ "runs": runs }))
 }
 
-async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Value, AppError> {
+async fn one_day(
+    app: &App,
+    date: Date,
+    dry_run: bool,
+    early: bool,
+    stop_at: Option<std::time::Instant>,
+) -> Result<Value, AppError> {
     let now = now_utc();
     if !early && now < ready_at(date) {
         return Ok(not_ready(date, format!("it is before {}", ready_at(date))));
@@ -119,7 +191,7 @@ async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Va
         }
         Err(e) => return Err(e.into()),
     };
-    let bill = app
+    let spool = app
         .wechat
         .download_trade_bill(&answer, MAX_BILL_BYTES)
         .await
@@ -136,11 +208,20 @@ async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Va
         appid: &app.config.appid,
     };
     let outcome = reconciler
-        .run(date, &bill, dry_run)
+        .run(
+            date,
+            BillFile {
+                hash: &answer.hash_value,
+                open: || spool.open(),
+            },
+            dry_run,
+            stop_at,
+        )
         .await
         .map_err(|e| match e {
-            SettleError::Store(e) => AppError::Store(e),
-            SettleError::Mismatch(m) => AppError::Internal(m.to_string()),
+            ReconcileError::Settle(SettleError::Store(e)) => AppError::Store(e),
+            ReconcileError::Settle(SettleError::Mismatch(m)) => AppError::Internal(m.to_string()),
+            ReconcileError::Bill(e) => AppError::BadBill(e.to_string()),
         })?;
     tracing::info!(
         bill_date = %outcome.bill_date,
@@ -150,7 +231,8 @@ async fn one_day(app: &App, date: Date, dry_run: bool, early: bool) -> Result<Va
         dry_run = outcome.dry_run,
         "reconciliation"
     );
-    if !outcome.dry_run {
+    // `flagged` counts every call of a day continued from a checkpoint: told once, at the end.
+    if !outcome.dry_run && outcome.status != "in_progress" {
         crate::metric::reconciliation_discrepancies(outcome.flagged.max(0) as u64);
     }
     serde_json::to_value(outcome).map_err(|e| AppError::Internal(e.to_string()))

@@ -41,7 +41,10 @@ pub use migrations::{
 };
 pub use model::*;
 pub use mysql::{DatabaseCa, MySqlStore, SslMode};
-pub use reconciliation::{Reconciliation, ReconciliationItem, ReconciliationStore};
+pub use reconciliation::{
+    ItemKey, Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
+    MAX_KEYS,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 

@@ -237,6 +237,36 @@ impl Simulator {
         lock(&self.inner.state).bill.tamper.early = on;
     }
 
+    /// `fen` of refund `out_refund_no` went back to a coupon: the bill's 退款金额 is that
+    /// much less than its 申请退款金额.
+    pub fn refund_partly_to_coupon(&self, out_refund_no: &str, fen: i64) {
+        let mut st = lock(&self.inner.state);
+        st.bill
+            .tamper
+            .coupon_refunds
+            .insert(out_refund_no.to_string(), fen);
+    }
+
+    /// Another app of the same merchant (appid `appid`) took a payment of `fen` now: the
+    /// merchant's bill lists it.
+    pub fn pay_in_other_app(&self, appid: &str, out_trade_no: &str, fen: i64) {
+        let payment = crate::bill::desk::OtherAppPayment {
+            appid: appid.to_string(),
+            mchid: self.config().mchid.clone(),
+            out_trade_no: out_trade_no.to_string(),
+            transaction_id: format!("42000{}", crypto::random_digits(23)),
+            fen,
+            success_time: crypto::format_time(crypto::now_cst()),
+        };
+        lock(&self.inner.state).bill.tamper.other_apps.push(payment);
+    }
+
+    /// Serves `file` as day `date`'s bill, as it is (benchmarks of a day's volume).
+    pub fn serve_bill_file(&self, date: Date, file: Vec<u8>) {
+        let mut st = lock(&self.inner.state);
+        st.bill.tamper.files.insert(date, std::sync::Arc::new(file));
+    }
+
     /// Forgets every drop, altered amount and broken hash.
     pub fn reset_bill(&self) {
         lock(&self.inner.state).bill.reset();

@@ -130,7 +130,13 @@ async fn the_bill_lists_payments_and_refunds_and_its_hash_vouches_for_it() {
         .expect("the refund row");
     assert_eq!(refund[col("商户退款单号")], "BILL_refund_1");
     assert_eq!(refund[col("退款金额")], "9.90");
+    assert_eq!(refund[col("申请退款金额")], "9.90");
     assert_eq!(refund[col("退款状态")], "SUCCESS");
+    // As WeChat Pay prints a refund: no order amounts, the fee given back, five decimals.
+    assert_eq!(refund[col("订单金额")], "0.00");
+    assert_eq!(refund[col("应结订单金额")], "0.00");
+    assert_eq!(refund[col("手续费")], "-0.06000");
+    assert_eq!(payment[col("手续费")], "0.18000");
 
     assert!(lines[4].starts_with("总交易单数,应结订单总金额,退款总金额"));
     let summary = fields(lines[5]);

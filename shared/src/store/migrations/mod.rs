@@ -21,6 +21,7 @@
 mod m001_baseline;
 mod m002_refund_reserved;
 mod m003_refund_reserved_at;
+mod m004_reconciliation_progress;
 
 use std::fmt;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub(super) const MIGRATIONS: &[Migration] = &[
     m001_baseline::MIGRATION,
     m002_refund_reserved::MIGRATION,
     m003_refund_reserved_at::MIGRATION,
+    m004_reconciliation_progress::MIGRATION,
 ];
 
 /// The schema version this release needs: its newest migration.

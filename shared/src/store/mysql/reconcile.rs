@@ -5,10 +5,13 @@ use mysql_async::prelude::Queryable;
 
 use super::*;
 use crate::store::reconciliation::{
-    item_row, run_row, INSERT_ITEM, INSERT_RUN, ORDERS_PAID_BETWEEN, SELECT_ITEMS, SELECT_RUN,
-    UPDATE_RUN,
+    item_row, items_page_sql, orders_by_numbers_sql, orders_paid_page_sql, progress_row,
+    refunds_by_numbers_sql, run_row, DELETE_PROGRESS, INSERT_ITEM, INSERT_PROGRESS, INSERT_RUN,
+    ORDERS_PAID_BETWEEN, SELECT_ITEMS, SELECT_PROGRESS, SELECT_RUN, UPDATE_PROGRESS, UPDATE_RUN,
 };
-use crate::store::{Reconciliation, ReconciliationItem, ReconciliationStore};
+use crate::store::{
+    ItemKey, Reconciliation, ReconciliationItem, ReconciliationProgress, ReconciliationStore,
+};
 
 impl MySqlStore {
     async fn save_reconciliation_once(
@@ -120,6 +123,114 @@ impl ReconciliationStore for MySqlStore {
             rows::order,
         )
         .await
+    }
+
+    async fn reconciliation_items_page(
+        &self,
+        bill_date: &str,
+        after: Option<&ItemKey>,
+        limit: usize,
+    ) -> Result<Vec<ReconciliationItem>, StoreError> {
+        let mut values = vec![Value::from(bill_date)];
+        if let Some(k) = after {
+            values.extend([
+                Value::from(&k.kind),
+                Value::from(&k.kind),
+                Value::from(&k.out_trade_no),
+                Value::from(&k.out_trade_no),
+                Value::from(&k.out_refund_no),
+            ]);
+        }
+        let sql = items_page_sql(after.is_some(), limit);
+        self.all(&sql, Params::Positional(values), item_row).await
+    }
+
+    async fn get_reconciliation_progress(
+        &self,
+        bill_date: &str,
+    ) -> Result<Option<ReconciliationProgress>, StoreError> {
+        op!(self, |conn| one(
+            conn,
+            &SELECT_PROGRESS,
+            params![bill_date],
+            progress_row
+        )
+        .await)
+    }
+
+    async fn save_reconciliation_progress(
+        &self,
+        p: &ReconciliationProgress,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let values = Params::Positional(vec![
+            Value::from(&p.bill_hash),
+            Value::from(p.rows_done),
+            Value::from(p.bill_rows),
+            Value::from(p.payments),
+            Value::from(p.refunds),
+            Value::from(p.other_count),
+            Value::from(p.other_amount),
+            Value::from(p.repaired),
+            Value::from(p.flagged),
+            Value::from(p.findings),
+            Value::from(dt(now)?),
+            Value::from(&p.bill_date),
+        ]);
+        op!(self, |conn| {
+            conn.exec_drop(UPDATE_PROGRESS, values.clone()).await?;
+            // MySQL counts a row whose values did not change as not affected: the insert
+            // then meets the row and there is nothing left to write.
+            if conn.affected_rows() == 0 {
+                match conn.exec_drop(INSERT_PROGRESS, values.clone()).await {
+                    Err(e) if server_code(&e) == Some(ER_DUP_ENTRY) => {}
+                    other => other?,
+                }
+            }
+            Ok(())
+        })
+    }
+
+    async fn clear_reconciliation_progress(&self, bill_date: &str) -> Result<(), StoreError> {
+        self.exec(DELETE_PROGRESS, params![bill_date]).await?;
+        Ok(())
+    }
+
+    async fn orders_paid_page(
+        &self,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        after: Option<(OffsetDateTime, String)>,
+        limit: usize,
+    ) -> Result<Vec<Order>, StoreError> {
+        let mut values = vec![Value::from(dt(from)?), Value::from(dt(to)?)];
+        if let Some((at, no)) = &after {
+            values.extend([
+                Value::from(dt(*at)?),
+                Value::from(dt(*at)?),
+                Value::from(no),
+            ]);
+        }
+        let sql = orders_paid_page_sql(after.is_some(), limit);
+        self.all(&sql, Params::Positional(values), rows::order)
+            .await
+    }
+
+    async fn orders_by_numbers(&self, out_trade_nos: &[String]) -> Result<Vec<Order>, StoreError> {
+        let sql = orders_by_numbers_sql(out_trade_nos.len())?;
+        let values = out_trade_nos.iter().map(Value::from).collect();
+        self.all(&sql, Params::Positional(values), rows::order)
+            .await
+    }
+
+    async fn refunds_by_numbers(
+        &self,
+        out_refund_nos: &[String],
+    ) -> Result<Vec<Refund>, StoreError> {
+        let sql = refunds_by_numbers_sql(out_refund_nos.len())?;
+        let values = out_refund_nos.iter().map(Value::from).collect();
+        self.all(&sql, Params::Positional(values), rows::refund)
+            .await
     }
 }
 

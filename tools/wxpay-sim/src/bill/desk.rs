@@ -17,6 +17,26 @@ pub(crate) struct BillTamper {
     pub wrong_hash: bool,
     /// Serve bills for any date up to today, without waiting for 10:00 the next day.
     pub early: bool,
+    /// Fen of a refund (by `out_refund_no`) that went back to a coupon: the bill's 退款金额
+    /// is the refund less this, its 申请退款金额 the whole refund.
+    pub coupon_refunds: HashMap<String, i64>,
+    /// Payments to the same merchant id from its other apps, which its bill lists too.
+    pub other_apps: Vec<OtherAppPayment>,
+    /// A whole file served as a day's bill instead of the one the simulator would write
+    /// (benchmarks: a million rows without a million simulated orders).
+    pub files: HashMap<time::Date, std::sync::Arc<Vec<u8>>>,
+}
+
+/// A payment another app of the merchant took (公众账号ID is not ours).
+#[derive(Debug, Clone)]
+pub struct OtherAppPayment {
+    pub appid: String,
+    pub mchid: String,
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub fen: i64,
+    /// RFC 3339, like `SimOrder::success_time`.
+    pub success_time: String,
 }
 
 /// A generated bill waiting to be downloaded.

@@ -64,7 +64,11 @@ pub(crate) fn trade_bill(
     if !ready {
         return Reply::error(400, "STATEMENT_CREATING", "账单生成中，请稍后再试");
     }
-    let Some(file) = render(orders, refunds, &desk.tamper, date) else {
+    let file = match desk.tamper.files.get(&date) {
+        Some(file) => Some(file.as_ref().clone()),
+        None => render(orders, refunds, &desk.tamper, date),
+    };
+    let Some(file) = file else {
         return Reply::error(
             400,
             "NO_STATEMENT_EXIST",

@@ -1,11 +1,17 @@
 //! The bill file: a header line, one line per payment or refund (every field prefixed with
 //! a backtick), a summary header and one summary line. Amounts are yuan.
+//!
+//! As WeChat Pay's "交易账单详细说明" describes the ALL bill
+//! (https://pay.weixin.qq.com/docs/merchant/products/bill-download/format-trade.html): fees
+//! are rounded to the fen and printed with five decimals, a refund's fee is negative, a
+//! REFUND row prints `0.00` as its 应结订单金额 and 订单金额 and carries the refund in 退款金额
+//! (what settled) and 申请退款金额 (what was asked), and fields are not quoted or escaped.
 
 use std::collections::BTreeMap;
 
 use time::Date;
 
-use crate::bill::desk::BillTamper;
+use crate::bill::desk::{BillTamper, OtherAppPayment};
 use crate::crypto;
 use crate::model::{SimOrder, SimRefund};
 use crate::money::yuan;
@@ -81,9 +87,15 @@ fn bill_time(rfc3339: Option<&str>) -> String {
     )
 }
 
-/// Commas and line breaks would split a field: WeChat Pay's bill has no quoting.
+/// Line breaks would end the row. Commas stay: fields are split at a comma followed by a
+/// backtick, and WeChat Pay prints texts as given.
 fn clean(s: &str) -> String {
-    s.replace([',', '\r', '\n'], " ")
+    s.replace(['\r', '\n'], " ")
+}
+
+/// A fee as the bill prints it: yuan to the fen, then three zeros (`0.18000`).
+fn fee_text(fen: i64) -> String {
+    format!("{}000", yuan(fen))
 }
 
 fn line(fields: &[String]) -> String {
@@ -138,7 +150,7 @@ fn payment_row(o: &SimOrder, total: i64, t: &mut Totals) -> String {
         String::new(),
         clean(&o.description),
         clean(o.attach.as_deref().unwrap_or_default()),
-        yuan(f),
+        fee_text(f),
         "0.60%".into(),
         yuan(total),
         yuan(0),
@@ -146,12 +158,55 @@ fn payment_row(o: &SimOrder, total: i64, t: &mut Totals) -> String {
     ])
 }
 
-/// A refund row repeats the original payment's identifiers and amounts; only its refund
-/// columns count towards the refund totals.
-fn refund_row(r: &SimRefund, order: Option<&SimOrder>, amount: i64, t: &mut Totals) -> String {
-    let f = -fee(amount);
+fn other_app_row(p: &OtherAppPayment, t: &mut Totals) -> String {
+    let f = fee(p.fen);
     t.rows += 1;
-    t.refund += amount;
+    t.settlement += p.fen;
+    t.order += p.fen;
+    t.fee += f;
+    line(&[
+        bill_time(Some(&p.success_time)),
+        p.appid.clone(),
+        p.mchid.clone(),
+        "0".into(),
+        String::new(),
+        p.transaction_id.clone(),
+        p.out_trade_no.clone(),
+        String::new(),
+        "APP".into(),
+        "SUCCESS".into(),
+        "OTHERS".into(),
+        "CNY".into(),
+        yuan(p.fen),
+        yuan(0),
+        "0".into(),
+        "0".into(),
+        yuan(0),
+        yuan(0),
+        String::new(),
+        String::new(),
+        "other app".into(),
+        String::new(),
+        fee_text(f),
+        "0.60%".into(),
+        yuan(p.fen),
+        yuan(0),
+        String::new(),
+    ])
+}
+
+/// A refund row repeats the original payment's identifiers, not its amounts: 应结订单金额
+/// and 订单金额 are `0.00`. `settled` is 退款金额, `amount` 申请退款金额.
+fn refund_row(
+    r: &SimRefund,
+    order: Option<&SimOrder>,
+    amount: i64,
+    settled: i64,
+    t: &mut Totals,
+) -> String {
+    let f = -fee(settled);
+    t.rows += 1;
+    t.refund += settled;
     t.refund_applied += amount;
     t.fee += f;
     line(&[
@@ -169,19 +224,19 @@ fn refund_row(r: &SimRefund, order: Option<&SimOrder>, amount: i64, t: &mut Tota
         "REFUND".into(),
         "OTHERS".into(),
         "CNY".into(),
-        yuan(r.amount_total),
+        yuan(0),
         yuan(0),
         r.refund_id.clone(),
         r.out_refund_no.clone(),
-        yuan(amount),
+        yuan(settled),
         yuan(0),
         "ORIGINAL".into(),
         r.status.clone(),
         clean(order.map(|o| o.description.as_str()).unwrap_or_default()),
         clean(order.and_then(|o| o.attach.as_deref()).unwrap_or_default()),
-        yuan(f),
+        fee_text(f),
         "0.60%".into(),
-        yuan(r.amount_total),
+        yuan(0),
         yuan(amount),
         String::new(),
     ])
@@ -212,6 +267,11 @@ pub(crate) fn render(
             .unwrap_or(o.amount_total);
         body.push_str(&payment_row(o, total, &mut t));
     }
+    for p in &tamper.other_apps {
+        if cst_date(Some(&p.success_time)) == Some(date) {
+            body.push_str(&other_app_row(p, &mut t));
+        }
+    }
     let mut day_refunds: Vec<&SimRefund> = refunds
         .values()
         .filter(|r| cst_date(Some(&r.create_time)) == Some(date))
@@ -226,7 +286,10 @@ pub(crate) fn render(
             .get(&r.out_refund_no)
             .copied()
             .unwrap_or(r.amount_refund);
-        body.push_str(&refund_row(r, orders.get(&r.out_trade_no), amount, &mut t));
+        let coupon = tamper.coupon_refunds.get(&r.out_refund_no).copied();
+        let settled = amount - coupon.unwrap_or(0).clamp(0, amount);
+        let order = orders.get(&r.out_trade_no);
+        body.push_str(&refund_row(r, order, amount, settled, &mut t));
     }
     if t.rows == 0 {
         return None;
@@ -241,7 +304,7 @@ pub(crate) fn render(
         yuan(t.settlement),
         yuan(t.refund),
         yuan(0),
-        yuan(t.fee),
+        fee_text(t.fee),
         yuan(t.order),
         yuan(t.refund_applied),
     ]));

@@ -1,5 +1,6 @@
 //! Unit tests of `reconcile.rs`.
 
+use super::rows::bill_time_rfc3339;
 use super::*;
 use time::macros::{date, datetime};
 
