@@ -273,7 +273,21 @@ pub async fn check(w: &World, store: &Store, secrets: &[String]) -> Result<Vec<V
     }
 
     // 5. Every call answered before its deadline plus 200 ms.
-    for c in w.calls.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+    let calls = w.calls.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let slowest = calls
+        .iter()
+        .filter(|c| !c.interrupted)
+        .max_by_key(|c| c.elapsed);
+    if let Some(c) = slowest {
+        println!(
+            "  slowest call not cut by the harness: {} in {} ms (deadline {} ms); {} calls cut by a kill or freeze",
+            c.what,
+            c.elapsed.as_millis(),
+            c.limit.as_millis(),
+            calls.iter().filter(|c| c.interrupted).count()
+        );
+    }
+    for c in &calls {
         if c.interrupted {
             continue;
         }
