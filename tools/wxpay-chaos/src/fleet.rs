@@ -123,11 +123,15 @@ impl Fleet {
         vars: Vec<(String, String)>,
         n: usize,
         work: &std::path::Path,
+        skewed: Vec<(String, String)>,
     ) -> Result<Fleet, String> {
         let mut instances = Vec::new();
         for index in 0..=n {
             let extra = if index == n {
                 vec![("FUNCTION_TIMEOUT_MS".to_string(), "120000".to_string())]
+            } else if index == n - 1 {
+                // The last campaign instance lives with its clock off (libfaketime).
+                skewed.clone()
             } else {
                 Vec::new()
             };

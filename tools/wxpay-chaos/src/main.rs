@@ -158,6 +158,45 @@ fn main() -> ExitCode {
     }
 }
 
+/// One instance's clock 4 minutes off, ahead or behind as the seed says, through
+/// libfaketime (scripts/install-faketime.sh); without it the campaign says so loudly.
+fn clock_skew(seed: u64, mysql: bool) -> (Vec<(String, String)>, String) {
+    if !mysql {
+        // Processes sharing a SQLite file in WAL mode share one host (its shared memory),
+        // so one kernel clock: a per-process skew cannot happen there, and the outbox's
+        // `strftime('now')` is each writer's own clock.
+        return (
+            Vec::new(),
+            "not injected on SQLite (one host, one clock; MySQL campaigns skew one instance)"
+                .into(),
+        );
+    }
+    let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .iter()
+        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketime.so.1"))
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(lib) = lib else {
+        return (
+            Vec::new(),
+            "NOT INJECTED: libfaketime is not installed (scripts/install-faketime.sh)".into(),
+        );
+    };
+    let offset = if rng::Rng::fork(seed, 0xC10C).chance(50) {
+        "+4m"
+    } else {
+        "-4m"
+    };
+    (
+        vec![
+            ("LD_PRELOAD".into(), lib),
+            ("FAKETIME".into(), offset.into()),
+            // Wall clock only: deadlines are timed on the monotonic clock, as on any host.
+            ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ],
+        format!("the last instance runs {offset} (libfaketime)"),
+    )
+}
+
 async fn run(args: &Args) -> Result<usize, String> {
     let replay = format!(
         "wxpay-chaos --seed {} --minutes {} --store {}",
@@ -220,7 +259,9 @@ async fn run(args: &Args) -> Result<usize, String> {
         ("METRICS".into(), "off".into()),
     ];
     let secrets = check::secrets(&sc.apiv3_key, &keys.private_key_pem);
-    let fleet = fleet::Fleet::new(args.bin.clone(), vars, args.instances, &work)?;
+    let (skewed, skew_note) = clock_skew(args.seed, store.is_mysql());
+    println!("  clock skew: {skew_note}");
+    let fleet = fleet::Fleet::new(args.bin.clone(), vars, args.instances, &work, skewed)?;
     println!("  {}", fleet.migrate()?.replace('\n', "\n  "));
     for i in 0..fleet.instances.len() {
         fleet.start(i).await?;
@@ -303,7 +344,7 @@ async fn run(args: &Args) -> Result<usize, String> {
         w.sim.refunds().len(),
         w.sim.notification_deliveries().len(),
     );
-    println!("  faults: {fault_total} ({faults:?}); clock skew: not injected (libfaketime is not installed)");
+    println!("  faults: {fault_total} ({faults:?}); clock skew: {skew_note}");
     println!("  ran {:.1} min before healing", ran.as_secs_f64() / 60.0);
     let mut by_invariant = [0usize; 7];
     for v in &violations {

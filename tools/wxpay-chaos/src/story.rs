@@ -281,9 +281,20 @@ async fn finish_refund(w: &Shared, rng: &mut Rng, no: &str, out_refund_no: &str)
 /// payment notification arriving before the prepay answer (armed by the fault schedule
 /// together with a held prepay answer).
 pub async fn early_payer(w: Shared, armed: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
+    let mut armed_since: Option<std::time::Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if !armed.load(Ordering::SeqCst) {
+            armed_since = None;
+            continue;
+        }
+        // The held answer may have been a query's: give up after a few seconds.
+        if armed_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            > Duration::from_secs(3)
+        {
+            armed.store(false, Ordering::SeqCst);
             continue;
         }
         let answered = w
