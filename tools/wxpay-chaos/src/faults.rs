@@ -10,6 +10,7 @@ use std::time::Duration;
 use wxpay_local::backend::DeliveryFault;
 use wxpay_sim::{Fault, FaultKind};
 
+use crate::mariadb::Server;
 use crate::rng::Rng;
 use crate::store::Store;
 use crate::world::Shared;
@@ -45,11 +46,13 @@ const KINDS: &[&str] = &[
     "backend_hang",
     "backend_slow",
     "notify_before_prepay",
+    "mariadb_restart",
 ];
 
 pub async fn schedule(
     w: Shared,
     store: Arc<Store>,
+    server: Option<Arc<Server>>,
     tally: Arc<Tally>,
     early: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -62,6 +65,18 @@ pub async fn schedule(
         }
         let kind = *rng.pick(KINDS);
         if kind == "db_kill_sessions" && !store.is_mysql() {
+            continue;
+        }
+        if kind == "mariadb_restart" {
+            // Only a server of the campaign's own; awaited here, so the schedule ends with
+            // the database up.
+            let Some(server) = &server else { continue };
+            tally.add(kind);
+            let crash = rng.chance(50);
+            let down = Duration::from_millis(rng.range(200, 3000));
+            if let Err(e) = server.restart(crash, down).await {
+                eprintln!("mariadb restart: {e}");
+            }
             continue;
         }
         tally.add(kind);

@@ -10,6 +10,7 @@ mod check;
 mod faults;
 mod fleet;
 mod heal;
+mod mariadb;
 mod rng;
 mod store;
 mod story;
@@ -40,6 +41,9 @@ USAGE: wxpay-chaos [OPTIONS]
   --mysql-url URL    the MySQL server, mysql://USER@HOST:PORT; a database chaos_<seed> is
                      created there and dropped afterwards [TEST_DATABASE_URL's server, else
                      mysql://root@127.0.0.1:3306]
+  --private-mariadb  (with --store mysql) start a MariaDB server of the campaign's own on a
+                     free port, which the fault schedule then restarts (crash or clean
+                     shutdown); the shared server is never restarted
   --bin PATH         the router binary, built with SQLite for --store sqlite
                      [target/debug/wxpay_functions]
   --instances K      router processes, at least 3 [3]
@@ -57,6 +61,7 @@ struct Args {
     bin: PathBuf,
     instances: usize,
     workers: u64,
+    private_mariadb: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -76,6 +81,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         bin: PathBuf::from("target/debug/wxpay_functions"),
         instances: 3,
         workers: 6,
+        private_mariadb: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -101,6 +107,7 @@ fn parse_args() -> Result<Option<Args>, String> {
                 }
             }
             "--mysql-url" => a.mysql_url = value("--mysql-url")?.trim_end_matches('/').to_string(),
+            "--private-mariadb" => a.private_mariadb = true,
             "--bin" => a.bin = PathBuf::from(value("--bin")?),
             "--instances" => {
                 a.instances = value("--instances")?
@@ -118,6 +125,9 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
+    }
+    if a.private_mariadb && a.store != "mysql" {
+        return Err("--private-mariadb goes with --store mysql".into());
     }
     Ok(Some(a))
 }
@@ -199,8 +209,15 @@ fn clock_skew(seed: u64, mysql: bool) -> (Vec<(String, String)>, String) {
 
 async fn run(args: &Args) -> Result<usize, String> {
     let replay = format!(
-        "wxpay-chaos --seed {} --minutes {} --store {}",
-        args.seed, args.minutes, args.store
+        "wxpay-chaos --seed {} --minutes {} --store {}{}",
+        args.seed,
+        args.minutes,
+        args.store,
+        if args.private_mariadb {
+            " --private-mariadb"
+        } else {
+            ""
+        }
     );
     let work =
         std::env::temp_dir().join(format!("wxpay-chaos-{}-{}", args.seed, std::process::id()));
@@ -229,9 +246,18 @@ async fn run(args: &Args) -> Result<usize, String> {
         .await
         .map_err(|e| format!("fake backend: {e}"))?;
 
+    let private = if args.private_mariadb {
+        let s = mariadb::Server::create(&work).await?;
+        println!("  a MariaDB server of its own on port {}", s.port);
+        Some(Arc::new(s))
+    } else {
+        None
+    };
     let store = Arc::new(match args.store.as_str() {
         "mysql" => Store::Mysql {
-            server: args.mysql_url.clone(),
+            server: private
+                .as_ref()
+                .map_or_else(|| args.mysql_url.clone(), |s| s.url()),
             db: format!("chaos_{}_{}", args.seed, std::process::id()),
         },
         _ => Store::Sqlite {
@@ -291,6 +317,7 @@ async fn run(args: &Args) -> Result<usize, String> {
     let schedule = tokio::spawn(faults::schedule(
         w.clone(),
         store.clone(),
+        private.clone(),
         tally.clone(),
         early.clone(),
         stop.clone(),
@@ -378,5 +405,6 @@ async fn run(args: &Args) -> Result<usize, String> {
     }
     w.fleet.shutdown();
     store.drop_database().await;
+    drop(private);
     Ok(violations.len())
 }
