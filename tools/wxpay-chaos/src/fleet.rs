@@ -124,10 +124,11 @@ impl Fleet {
         n: usize,
         work: &std::path::Path,
         skewed: Vec<(String, String)>,
+        database_urls: &[String],
     ) -> Result<Fleet, String> {
         let mut instances = Vec::new();
         for index in 0..=n {
-            let extra = if index == n {
+            let mut extra = if index == n {
                 vec![("FUNCTION_TIMEOUT_MS".to_string(), "120000".to_string())]
             } else if index == n - 1 {
                 // The last campaign instance lives with its clock off (libfaketime).
@@ -135,6 +136,11 @@ impl Fleet {
             } else {
                 Vec::new()
             };
+            // On a cluster, instance i stores through node i (the healer through the first).
+            if index < n && !database_urls.is_empty() {
+                let url = &database_urls[index % database_urls.len()];
+                extra.push(("DATABASE_URL".to_string(), url.clone()));
+            }
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("no free port: {e}"))?

@@ -44,6 +44,9 @@ USAGE: wxpay-chaos [OPTIONS]
   --private-mariadb  (with --store mysql) start a MariaDB server of the campaign's own on a
                      free port, which the fault schedule then restarts (crash or clean
                      shutdown); the shared server is never restarted
+  --cluster-urls L   (with --store mysql) comma-separated mysql://USER@HOST:PORT of the nodes of
+                     a multi-primary cluster (scripts/galera.sh urls): the database is made
+                     through the first, instance i stores through node i
   --bin PATH         the router binary, built with SQLite for --store sqlite
                      [target/debug/wxpay_functions]
   --instances K      router processes, at least 3 [3]
@@ -62,6 +65,14 @@ struct Args {
     instances: usize,
     workers: u64,
     private_mariadb: bool,
+    cluster: Vec<String>,
+}
+
+/// `mysql://USER@HOST:PORT` of a URL that may name a database and parameters.
+fn server_of(url: &str) -> String {
+    let rest = url.strip_prefix("mysql://").unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("mysql://{host}")
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -82,6 +93,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         instances: 3,
         workers: 6,
         private_mariadb: false,
+        cluster: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -108,6 +120,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             "--mysql-url" => a.mysql_url = value("--mysql-url")?.trim_end_matches('/').to_string(),
             "--private-mariadb" => a.private_mariadb = true,
+            "--cluster-urls" => {
+                a.cluster = value("--cluster-urls")?
+                    .split(',')
+                    .map(|u| server_of(u.trim()))
+                    .filter(|u| !u.is_empty())
+                    .collect()
+            }
             "--bin" => a.bin = PathBuf::from(value("--bin")?),
             "--instances" => {
                 a.instances = value("--instances")?
@@ -125,6 +144,14 @@ fn parse_args() -> Result<Option<Args>, String> {
             }
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
+    }
+    if !a.cluster.is_empty() {
+        if a.store != "mysql" || a.private_mariadb {
+            return Err(
+                "--cluster-urls goes with --store mysql (and not --private-mariadb)".into(),
+            );
+        }
+        a.mysql_url = a.cluster[0].clone();
     }
     if a.private_mariadb && a.store != "mysql" {
         return Err("--private-mariadb goes with --store mysql".into());
@@ -209,7 +236,7 @@ fn clock_skew(seed: u64, mysql: bool) -> (Vec<(String, String)>, String) {
 
 async fn run(args: &Args) -> Result<usize, String> {
     let replay = format!(
-        "wxpay-chaos --seed {} --minutes {} --store {}{}",
+        "wxpay-chaos --seed {} --minutes {} --store {}{}{}",
         args.seed,
         args.minutes,
         args.store,
@@ -217,6 +244,11 @@ async fn run(args: &Args) -> Result<usize, String> {
             " --private-mariadb"
         } else {
             ""
+        },
+        if args.cluster.is_empty() {
+            String::new()
+        } else {
+            format!(" --cluster-urls {}", args.cluster.join(","))
         }
     );
     let work =
@@ -259,6 +291,7 @@ async fn run(args: &Args) -> Result<usize, String> {
                 .as_ref()
                 .map_or_else(|| args.mysql_url.clone(), |s| s.url()),
             db: format!("chaos_{}_{}", args.seed, std::process::id()),
+            nodes: args.cluster.clone(),
         },
         _ => Store::Sqlite {
             path: work.join("chaos.db"),
@@ -287,7 +320,23 @@ async fn run(args: &Args) -> Result<usize, String> {
     let secrets = check::secrets(&sc.apiv3_key, &keys.private_key_pem);
     let (skewed, skew_note) = clock_skew(args.seed, store.is_mysql());
     println!("  clock skew: {skew_note}");
-    let fleet = fleet::Fleet::new(args.bin.clone(), vars, args.instances, &work, skewed)?;
+    let db_name = match &*store {
+        Store::Mysql { db, .. } => db.clone(),
+        Store::Sqlite { .. } => String::new(),
+    };
+    let node_urls: Vec<String> = args
+        .cluster
+        .iter()
+        .map(|n| format!("{n}/{db_name}"))
+        .collect();
+    let fleet = fleet::Fleet::new(
+        args.bin.clone(),
+        vars,
+        args.instances,
+        &work,
+        skewed,
+        &node_urls,
+    )?;
     println!("  {}", fleet.migrate()?.replace('\n', "\n  "));
     for i in 0..fleet.instances.len() {
         fleet.start(i).await?;

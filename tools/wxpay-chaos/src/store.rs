@@ -4,8 +4,16 @@
 use mysql_async::prelude::Queryable;
 
 pub enum Store {
-    Sqlite { path: std::path::PathBuf },
-    Mysql { server: String, db: String },
+    Sqlite {
+        path: std::path::PathBuf,
+    },
+    /// `nodes`: every node of a multi-primary cluster (`server` is the first), empty on
+    /// one server.
+    Mysql {
+        server: String,
+        db: String,
+        nodes: Vec<String>,
+    },
 }
 
 /// Rows as text: every column is cast to text by the query, on both dialects.
@@ -20,7 +28,7 @@ impl Store {
     pub fn url(&self) -> String {
         match self {
             Store::Sqlite { path } => format!("sqlite://{}", path.display()),
-            Store::Mysql { server, db } => format!("{server}/{db}"),
+            Store::Mysql { server, db, .. } => format!("{server}/{db}"),
         }
     }
 
@@ -31,7 +39,7 @@ impl Store {
                 let _ = std::fs::remove_file(path);
                 Ok(())
             }
-            Store::Mysql { server, db } => {
+            Store::Mysql { server, db, .. } => {
                 let mut c = mysql_async::Conn::from_url(server.as_str())
                     .await
                     .map_err(|e| format!("cannot reach MySQL at {server}: {e}"))?;
@@ -48,7 +56,7 @@ impl Store {
     }
 
     pub async fn drop_database(&self) {
-        if let Store::Mysql { server, db } = self {
+        if let Store::Mysql { server, db, .. } = self {
             if let Ok(mut c) = mysql_async::Conn::from_url(server.as_str()).await {
                 let _ = c
                     .query_drop(format!("DROP DATABASE IF EXISTS `{db}`"))
@@ -60,23 +68,30 @@ impl Store {
 
     /// Kills every session of the campaign's database, as a failover or an operator would.
     pub async fn kill_sessions(&self) {
-        let Store::Mysql { server, db } = self else {
+        let Store::Mysql { server, db, nodes } = self else {
             return;
         };
-        let Ok(mut c) = mysql_async::Conn::from_url(server.as_str()).await else {
-            return;
+        let servers = if nodes.is_empty() {
+            std::slice::from_ref(server)
+        } else {
+            nodes.as_slice()
         };
-        let ids: Vec<u64> = c
-            .exec(
-                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-                (db.as_str(),),
-            )
-            .await
-            .unwrap_or_default();
-        for id in ids {
-            let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+        for server in servers {
+            let Ok(mut c) = mysql_async::Conn::from_url(server.as_str()).await else {
+                continue;
+            };
+            let ids: Vec<u64> = c
+                .exec(
+                    "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                    (db.as_str(),),
+                )
+                .await
+                .unwrap_or_default();
+            for id in ids {
+                let _ = c.query_drop(format!("KILL CONNECTION {id}")).await;
+            }
+            let _ = c.disconnect().await;
         }
-        let _ = c.disconnect().await;
     }
 
     /// Runs `sql`, where `{T}` stands for the dialect's text type in a CAST.
@@ -105,7 +120,7 @@ impl Store {
                 .await
                 .map_err(|e| e.to_string())?
             }
-            Store::Mysql { server, db } => {
+            Store::Mysql { server, db, .. } => {
                 let sql = sql.replace("{T}", "CHAR");
                 let mut c = mysql_async::Conn::from_url(format!("{server}/{db}").as_str())
                     .await
