@@ -129,7 +129,10 @@ impl Fleet {
         let mut instances = Vec::new();
         for index in 0..=n {
             let mut extra = if index == n {
-                vec![("FUNCTION_TIMEOUT_MS".to_string(), "120000".to_string())]
+                vec![(
+                    "FUNCTION_TIMEOUT_MS".to_string(),
+                    crate::world::HEALER_DEADLINE.as_millis().to_string(),
+                )]
             } else if index == n - 1 {
                 // The last campaign instance lives with its clock off (libfaketime).
                 skewed.clone()

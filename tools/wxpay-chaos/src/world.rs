@@ -17,6 +17,8 @@ use crate::fleet::Fleet;
 pub const SECRET: &str = "chaos-internal-secret-0123456789";
 /// `FUNCTION_TIMEOUT_MS` of every instance: the deadline of a call.
 pub const CALL_DEADLINE: Duration = Duration::from_millis(4000);
+/// `FUNCTION_TIMEOUT_MS` of the healer, which sweeps and reconciles a whole campaign.
+pub const HEALER_DEADLINE: Duration = Duration::from_millis(120_000);
 /// A notification's deadline (contract §12).
 pub const NOTIFY_DEADLINE: Duration = Duration::from_millis(5000);
 /// Invariant 5's allowance past the deadline.
@@ -115,7 +117,13 @@ impl World {
             .header("Content-Type", "application/json")
             .header("X-Internal-Secret", SECRET)
             .body(body.to_string());
-        let answer = self.timed(i, &what, about, CALL_DEADLINE, req).await;
+        // The healer runs with a scheduled job's deadline (fleet.rs).
+        let limit = if i == self.fleet.healer() {
+            HEALER_DEADLINE
+        } else {
+            CALL_DEADLINE
+        };
+        let answer = self.timed(i, &what, about, limit, req).await;
         if let Some(no) = about {
             self.note(
                 no,
