@@ -80,15 +80,18 @@ async fn one_order(w: &Shared, rng: &mut Rng, worker: u64, n: u64) {
     if fate < 20 {
         let i = instance(w, rng);
         w.counters.closes.fetch_add(1, Ordering::Relaxed);
-        w.call(
+        let close = w.call(
             i,
             Some(&no),
             json!({"type": "wxpay_close_order", "outTradeNo": no}),
-        )
-        .await;
-        if rng.chance(20) {
-            // The payer's wallet was faster than the close: WeChat Pay may still pay it.
-            pay(w, rng, &no).await;
+        );
+        if rng.chance(25) {
+            // The payer pays while the close is on its way: whichever WeChat Pay takes
+            // first wins, and the store must follow WeChat Pay.
+            let mut payer = Rng::fork(w.seed, rng.next());
+            tokio::join!(close, pay(w, &mut payer, &no));
+        } else {
+            close.await;
         }
         return;
     }
