@@ -71,6 +71,11 @@ pub async fn schedule(
             // Only a server of the campaign's own; awaited here, so the schedule ends with
             // the database up.
             let Some(server) = &server else { continue };
+            // A restart keeps the database away for seconds: a third as often as the
+            // others, or the store would be down for much of the campaign.
+            if !rng.chance(33) {
+                continue;
+            }
             tally.add(kind);
             let crash = rng.chance(50);
             let down = Duration::from_millis(rng.range(200, 3000));
