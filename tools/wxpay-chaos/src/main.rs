@@ -457,3 +457,20 @@ async fn run(args: &Args) -> Result<usize, String> {
     drop(private);
     Ok(violations.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::server_of;
+
+    #[test]
+    fn a_node_url_loses_its_database_and_parameters() {
+        assert_eq!(
+            server_of("mysql://root@127.0.0.1:4306/test?ssl-mode=DISABLED"),
+            "mysql://root@127.0.0.1:4306"
+        );
+        assert_eq!(
+            server_of("mysql://root@127.0.0.1:4307"),
+            "mysql://root@127.0.0.1:4307"
+        );
+    }
+}

@@ -35,3 +35,24 @@ impl Rng {
         &items[(self.next() % items.len() as u64) as usize]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_names_one_stream_and_streams_differ() {
+        let draw = |seed, stream| {
+            let mut r = Rng::fork(seed, stream);
+            (0..8).map(|_| r.next()).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(2501, 7), draw(2501, 7));
+        assert_ne!(draw(2501, 7), draw(2501, 8));
+        assert_ne!(draw(2501, 7), draw(2502, 7));
+        let mut r = Rng::fork(1, 1);
+        for _ in 0..1000 {
+            let n = r.range(3, 5);
+            assert!((3..=5).contains(&n));
+        }
+    }
+}
