@@ -186,10 +186,7 @@ fn main() -> ExitCode {
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             eprintln!("wxpay-chaos: {e}");
-            eprintln!(
-                "replay: wxpay-chaos --seed {} --minutes {} --store {}",
-                args.seed, args.minutes, args.store
-            );
+            eprintln!("replay: {}", replay(&args));
             ExitCode::from(2)
         }
     }
@@ -234,8 +231,9 @@ fn clock_skew(seed: u64, mysql: bool) -> (Vec<(String, String)>, String) {
     )
 }
 
-async fn run(args: &Args) -> Result<usize, String> {
-    let replay = format!(
+/// The command that runs this campaign again.
+fn replay(args: &Args) -> String {
+    format!(
         "wxpay-chaos --seed {} --minutes {} --store {}{}{}",
         args.seed,
         args.minutes,
@@ -250,7 +248,11 @@ async fn run(args: &Args) -> Result<usize, String> {
         } else {
             format!(" --cluster-urls {}", args.cluster.join(","))
         }
-    );
+    )
+}
+
+async fn run(args: &Args) -> Result<usize, String> {
+    let replay = replay(args);
     let work =
         std::env::temp_dir().join(format!("wxpay-chaos-{}-{}", args.seed, std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;

@@ -123,6 +123,8 @@ impl World {
         } else {
             CALL_DEADLINE
         };
+        // Wait past the deadline, to see how late an answer comes, never less.
+        let req = req.timeout(limit + Duration::from_secs(10));
         let answer = self.timed(i, &what, about, limit, req).await;
         if let Some(no) = about {
             self.note(
