@@ -190,7 +190,12 @@ impl Fleet {
             .command()
             .arg("migrate")
             .output()
-            .map_err(|e| format!("cannot run {} migrate: {e}", self.bin.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot run {} migrate: {e} (build it with `cargo build -p wxpay_functions -p wxpay-chaos`, or pass --bin)",
+                    self.bin.display()
+                )
+            })?;
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
