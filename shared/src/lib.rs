@@ -22,6 +22,7 @@ pub mod metric;
 pub mod miniprogram;
 pub mod notify;
 pub mod outbox;
+pub mod planted;
 pub mod price_list;
 pub mod prices;
 pub mod reconcile;

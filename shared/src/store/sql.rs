@@ -54,8 +54,13 @@ pub(super) static MARK_PAID: Lazy<String> = Lazy::new(|| {
     format!(
         "UPDATE orders SET status = ?, transaction_id = ?, paid_amount = ?, \
              openid = COALESCE(openid, ?), paid_at = ?, updated_at = ? \
-         WHERE out_trade_no = ? AND status IN ({})",
-        *UNPAID_SQL
+         WHERE out_trade_no = ? AND status IN ({}{})",
+        *UNPAID_SQL,
+        if crate::planted::bug("unguarded-paid") {
+            ", 'paid'"
+        } else {
+            ""
+        }
     )
 });
 

@@ -21,6 +21,9 @@ pub enum DeliveryFault {
     Stall(std::time::Duration),
     /// Answers this status without recording the delivery.
     Status(u16),
+    /// Holds the request this long, then records it and answers 200: a slow backend whose
+    /// caller still waits.
+    Slow(std::time::Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +187,7 @@ async fn answer(
                 Some(DeliveryFault::Status(status)) => {
                     return reply(status, json!({ "success": false, "message": "injected" }));
                 }
+                Some(DeliveryFault::Slow(d)) => tokio::time::sleep(d).await,
                 None => {}
             }
             let presented = parts
