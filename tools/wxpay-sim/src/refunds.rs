@@ -147,12 +147,7 @@ pub(crate) fn create_refund(sim: &Simulator, body: &Value) -> Result<Reply, Repl
     let now = crypto::now_cst();
     let r = SimRefund {
         out_refund_no: out_refund_no.clone(),
-        refund_id: format!(
-            "50{}{}{}",
-            crypto::random_digits(5),
-            crypto::date_digits(now),
-            crypto::random_digits(14)
-        ),
+        refund_id: refund_id(now),
         out_trade_no: order.out_trade_no.clone(),
         transaction_id: order.transaction_id.clone().unwrap_or_default(),
         status: "PROCESSING".to_string(),
@@ -238,12 +233,7 @@ impl Simulator {
         let now = crypto::now_cst();
         let r = SimRefund {
             out_refund_no: format!("PORTAL{}", crypto::random_digits(14)),
-            refund_id: format!(
-                "50{}{}{}",
-                crypto::random_digits(5),
-                crypto::date_digits(now),
-                crypto::random_digits(14)
-            ),
+            refund_id: refund_id(now),
             out_trade_no: order.out_trade_no.clone(),
             transaction_id: order.transaction_id.clone().unwrap_or_default(),
             status: "SUCCESS".to_string(),
@@ -293,4 +283,14 @@ impl Simulator {
         st.sync_refund_state(&r.out_trade_no);
         Ok(r)
     }
+}
+
+/// A WeChat Pay refund id as the simulator issues them, for API and portal refunds alike.
+fn refund_id(now: time::OffsetDateTime) -> String {
+    format!(
+        "50{}{}{}",
+        crypto::random_digits(5),
+        crypto::date_digits(now),
+        crypto::random_digits(14)
+    )
 }
