@@ -6,7 +6,7 @@
 # Usage: scripts/install-faketime.sh
 set -euo pipefail
 
-lib=$(ls /usr/lib/*/faketime/libfaketime.so.1 2>/dev/null | head -1 || true)
+lib=$(ls /usr/lib/*/faketime/libfaketimeMT.so.1 2>/dev/null | head -1 || true)
 if [ -n "$lib" ]; then
   echo "faketime: $lib"
   exit 0
@@ -19,4 +19,4 @@ export DEBIAN_FRONTEND=noninteractive
 echo "faketime: apt-get install libfaketime"
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends libfaketime >/dev/null
-echo "faketime: $(ls /usr/lib/*/faketime/libfaketime.so.1 | head -1)"
+echo "faketime: $(ls /usr/lib/*/faketime/libfaketimeMT.so.1 | head -1)"

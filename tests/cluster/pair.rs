@@ -160,11 +160,7 @@ impl Pair {
             b_store.clone(),
             wxpay_shared::handlers::ALL_TYPES,
         ));
-        tokio::spawn(async move {
-            if let Err(e) = wxpay_shared::runtime::serve(app, listener).await {
-                eprintln!("instance B stopped: {e}");
-            }
-        });
+        tokio::spawn(wxpay_shared::runtime::serve(app, listener));
         let stores = [env.store.clone(), b_store];
         Some(Pair {
             env,

@@ -100,14 +100,28 @@ async fn answer_local(
     invocation.run(answer).await
 }
 
-/// Serves local HTTP on an already-bound listener until the process ends.
-pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// How long the listener rests after an accept error that is not one connection's own
+/// (out of file descriptors, say) before it tries again.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Serves local HTTP on an already-bound listener until the process ends. An accept error
+/// never ends it: a client that gave up before its connection was taken, or a moment out
+/// of file descriptors, must not take the instance — and every call after — down with it.
+pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) {
     use http_body_util::Full;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
 
     loop {
-        let (stream, peer) = listener.accept().await?;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                tracing::warn!("cannot accept a connection, retrying: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
         let app = app.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -138,4 +152,14 @@ pub async fn serve(app: Arc<App>, listener: tokio::net::TcpListener) -> std::io:
             }
         });
     }
+}
+
+/// An error of the one connection being accepted (Linux reports them from accept(2)), not of
+/// the listener.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }

@@ -287,6 +287,16 @@ pub async fn check(w: &World, store: &Store, secrets: &[String]) -> Result<Vec<V
             calls.iter().filter(|c| c.interrupted).count()
         );
     }
+    for inst in &w.fleet.instances {
+        for crash in inst
+            .crashes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            flag(5, "-", crash.clone());
+        }
+    }
     for c in &calls {
         if c.interrupted {
             continue;
@@ -296,12 +306,16 @@ pub async fn check(w: &World, store: &Store, secrets: &[String]) -> Result<Vec<V
                 5,
                 c.about.as_deref().unwrap_or("-"),
                 format!(
-                    "{} on instance {} answered {} after {} ms (deadline {} ms)",
+                    "{} on instance {} answered {} after {} ms (deadline {} ms){}",
                     c.what,
                     c.instance + 1,
                     c.status,
                     c.elapsed.as_millis(),
-                    c.limit.as_millis()
+                    c.limit.as_millis(),
+                    c.failure
+                        .as_deref()
+                        .map(|f| format!(": {}", clip(f, 200)))
+                        .unwrap_or_default()
                 ),
             );
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use wxpay_local::backend::DeliveryFault;
 use wxpay_sim::{Fault, FaultKind};
 
-use crate::mariadb::Server;
+use crate::mariadb::{GaleraNodes, Server};
 use crate::rng::Rng;
 use crate::store::Store;
 use crate::world::Shared;
@@ -49,10 +49,16 @@ const KINDS: &[&str] = &[
     "mariadb_restart",
 ];
 
+/// What `mariadb_restart` restarts: the campaign's own server, or one node of the cluster.
+pub enum Restarts {
+    Server(Arc<Server>),
+    Nodes(Arc<GaleraNodes>),
+}
+
 pub async fn schedule(
     w: Shared,
     store: Arc<Store>,
-    server: Option<Arc<Server>>,
+    restarts: Option<Restarts>,
     tally: Arc<Tally>,
     early: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
@@ -70,7 +76,7 @@ pub async fn schedule(
         if kind == "mariadb_restart" {
             // Only a server of the campaign's own; awaited here, so the schedule ends with
             // the database up.
-            let Some(server) = &server else { continue };
+            let Some(restarts) = &restarts else { continue };
             // A restart keeps the database away for seconds: a third as often as the
             // others, or the store would be down for much of the campaign.
             if !rng.chance(33) {
@@ -79,7 +85,16 @@ pub async fn schedule(
             tally.add(kind);
             let crash = rng.chance(50);
             let down = Duration::from_millis(rng.range(200, 3000));
-            if let Err(e) = server.restart(crash, down).await {
+            let restarted = match restarts {
+                Restarts::Server(server) => server.restart(crash, down).await,
+                // A node always crashes: a clean shutdown is only a quieter crash to the
+                // cluster, and its instance's pool sees the same refused connections.
+                Restarts::Nodes(nodes) => {
+                    let node = rng.range(1, nodes.count as u64) as usize;
+                    nodes.restart(node, down).await
+                }
+            };
+            if let Err(e) = restarted {
                 eprintln!("mariadb restart: {e}");
             }
             continue;
@@ -116,10 +131,8 @@ async fn inject(w: &Shared, store: &Store, rng: &mut Rng, kind: &str, early: &At
             let w2 = w.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(down).await;
-                if !inst.is_running() {
-                    if let Err(e) = w2.fleet.start(inst.index).await {
-                        eprintln!("restart: {e}");
-                    }
+                if let Err(e) = w2.fleet.start(inst.index).await {
+                    eprintln!("restart: {e}");
                 }
             });
         }

@@ -4,10 +4,13 @@
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::instance::Exit;
+pub use crate::instance::Instance;
 
 /// Product variables the caller's shell may hold; never passed on to an instance.
 const PRODUCT_VARS: &[&str] = &[
@@ -23,89 +26,12 @@ const PRODUCT_VARS: &[&str] = &[
     "AWS_LAMBDA_RUNTIME_API",
 ];
 
-pub struct Instance {
-    pub index: usize,
-    pub port: u16,
-    pub log: PathBuf,
-    child: Mutex<Option<Child>>,
-    /// Bumped on every kill, stop and continue: a call that saw it move was interrupted by
-    /// the harness, not answered late by the product.
-    pub interruptions: AtomicU64,
-    stopped: Mutex<bool>,
-    /// Answered `/healthz` since it was last started, and not killed since.
-    up: std::sync::atomic::AtomicBool,
-    pub in_flight: AtomicU64,
-    /// Variables of this instance only (the healer's longer deadline).
-    extra: Vec<(String, String)>,
-}
-
 pub struct Fleet {
     pub bin: PathBuf,
     pub vars: Vec<(String, String)>,
     /// The campaign's instances, then one more: the healer, which only the healing phase
     /// calls (the operator's sweep and reconciliation, with a scheduled job's deadline).
     pub instances: Vec<Arc<Instance>>,
-}
-
-impl Instance {
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::SeqCst)
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn is_running(&self) -> bool {
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        match child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    fn pid(&self) -> Option<i32> {
-        let child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        child.as_ref().map(|c| c.id() as i32)
-    }
-
-    fn signal(&self, sig: i32) -> bool {
-        match self.pid() {
-            // SAFETY: kill(2) on our own child's pid, which we have not reaped yet.
-            Some(pid) => unsafe { libc::kill(pid, sig) == 0 },
-            None => false,
-        }
-    }
-
-    /// SIGKILL, as a platform reclaims an instance mid-call; reaped at once.
-    pub fn kill(&self) {
-        self.interruptions.fetch_add(1, Ordering::SeqCst);
-        self.up.store(false, Ordering::SeqCst);
-        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(mut c) = child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = false;
-    }
-
-    /// SIGSTOP: a frozen Lambda sandbox, holding whatever it held.
-    pub fn stop(&self) {
-        self.interruptions.fetch_add(1, Ordering::SeqCst);
-        if self.signal(libc::SIGSTOP) {
-            *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        }
-    }
-
-    pub fn cont(&self) {
-        self.signal(libc::SIGCONT);
-        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = false;
-        self.interruptions.fetch_add(1, Ordering::SeqCst);
-    }
 }
 
 impl Fleet {
@@ -127,6 +53,7 @@ impl Fleet {
         database_urls: &[String],
     ) -> Result<Fleet, String> {
         let mut instances = Vec::new();
+        let since = Instant::now();
         for index in 0..=n {
             let mut extra = if index == n {
                 vec![(
@@ -148,21 +75,12 @@ impl Fleet {
                 .and_then(|l| l.local_addr())
                 .map_err(|e| format!("no free port: {e}"))?
                 .port();
-            instances.push(Arc::new(Instance {
-                index,
-                port,
-                log: work.join(if index == n {
-                    "healer.log".to_string()
-                } else {
-                    format!("instance-{}.log", index + 1)
-                }),
-                child: Mutex::new(None),
-                interruptions: AtomicU64::new(0),
-                stopped: Mutex::new(false),
-                up: std::sync::atomic::AtomicBool::new(false),
-                in_flight: AtomicU64::new(0),
-                extra,
-            }));
+            let log = work.join(if index == n {
+                "healer.log".to_string()
+            } else {
+                format!("instance-{}.log", index + 1)
+            });
+            instances.push(Arc::new(Instance::new(index, port, log, extra, since)));
         }
         Ok(Fleet {
             bin,
@@ -209,6 +127,42 @@ impl Fleet {
     /// appended to, so one file holds every life of the instance.
     pub async fn start(&self, i: usize) -> Result<(), String> {
         let inst = &self.instances[i];
+        let _one_start = inst.starting.lock().await;
+        let pid = match inst.running_pid() {
+            Some(pid) => pid,
+            None => self.spawn(inst)?,
+        };
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(1))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(r) = client.get(format!("{}/healthz", inst.url())).send().await {
+                if r.status().is_success() {
+                    inst.answered(pid);
+                    return Ok(());
+                }
+            }
+            if inst.running_pid() != Some(pid) {
+                if inst.held_down() {
+                    // The schedule killed it while it started; its own restart follows.
+                    return Ok(());
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!(
+            "instance {} did not come up on port {} (log {})",
+            i + 1,
+            inst.port,
+            inst.log.display()
+        ))
+    }
+
+    fn spawn(&self, inst: &Instance) -> Result<u32, String> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -225,31 +179,32 @@ impl Fleet {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.bin.display()))?;
-        *inst.child.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| e.to_string())?;
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(20) {
-            if let Ok(r) = client.get(format!("{}/healthz", inst.url())).send().await {
-                if r.status().is_success() {
-                    inst.up.store(true, Ordering::SeqCst);
-                    return Ok(());
+        let pid = child.id();
+        inst.install(child);
+        Ok(pid)
+    }
+
+    /// Watches for instances that ended by themselves — a crash, or a start that did not
+    /// come up — and starts them again, as the platform would replace them. Until it does,
+    /// their calls are refused, and counted against invariant 5: the harness did not cause
+    /// it. Without this, an instance that died by itself stayed dead (and "up") for
+    /// minutes, until a random SIGKILL happened to pick it.
+    pub async fn supervise(&self, stop: &AtomicBool) {
+        while !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            for (i, inst) in self.instances.iter().enumerate() {
+                let Some(exit) = inst.orphaned() else {
+                    continue;
+                };
+                if let Exit::FailedStart = exit {
+                    // Whatever kept it from starting may take a moment to pass.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                if let Err(e) = self.start(i).await {
+                    eprintln!("restart: {e}");
                 }
             }
-            if !inst.is_running() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Err(format!(
-            "instance {} did not come up on port {} (log {})",
-            i + 1,
-            inst.port,
-            inst.log.display()
-        ))
     }
 
     /// Every instance running and not frozen, for healing.
@@ -258,9 +213,7 @@ impl Fleet {
             if inst.is_stopped() {
                 inst.cont();
             }
-            if !inst.is_running() {
-                self.start(i).await?;
-            }
+            self.start(i).await?;
         }
         Ok(())
     }

@@ -6,17 +6,18 @@
 //! while a fault schedule kills, freezes and starves them; then the campaign heals and
 //! checks the ledger against WeChat Pay's. Every decision comes from `--seed`.
 
+mod args;
 mod check;
 mod faults;
 mod fleet;
 mod heal;
+mod instance;
 mod mariadb;
 mod rng;
 mod store;
 mod story;
 mod world;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,138 +27,9 @@ use wxpay_local::FakeBackend;
 use wxpay_sim::keys::MerchantKeys;
 use wxpay_sim::{SimConfig, Simulator};
 
+use args::{parse_args, replay, Args, USAGE};
 use store::Store;
 use world::{World, SECRET};
-
-const USAGE: &str = "\
-wxpay-chaos: a randomised fault campaign against the router binary; checks the ledger
-against the WeChat Pay simulator's at the end.
-
-USAGE: wxpay-chaos [OPTIONS]
-
-  --minutes N        how long the faults and stories run (fractions allowed) [1]
-  --seed S           the seed every decision comes from [the clock]
-  --store KIND       sqlite (a temporary file) or mysql [sqlite]
-  --mysql-url URL    the MySQL server, mysql://USER@HOST:PORT; a database chaos_<seed> is
-                     created there and dropped afterwards [TEST_DATABASE_URL's server, else
-                     mysql://root@127.0.0.1:3306]
-  --private-mariadb  (with --store mysql) start a MariaDB server of the campaign's own on a
-                     free port, which the fault schedule then restarts (crash or clean
-                     shutdown); the shared server is never restarted
-  --cluster-urls L   (with --store mysql) comma-separated mysql://USER@HOST:PORT of the nodes of
-                     a multi-primary cluster (scripts/galera.sh urls): the database is made
-                     through the first, instance i stores through node i
-  --bin PATH         the router binary, built with SQLite for --store sqlite
-                     [target/debug/wxpay_functions]
-  --instances K      router processes, at least 3 [3]
-  --workers W        orders in flight at once [6]
-  -h, --help         this text
-
-Exits 1 on any violation (each printed with its order's story and the seed), 2 when the
-campaign could not run.";
-
-struct Args {
-    minutes: f64,
-    seed: u64,
-    store: String,
-    mysql_url: String,
-    bin: PathBuf,
-    instances: usize,
-    workers: u64,
-    private_mariadb: bool,
-    cluster: Vec<String>,
-}
-
-/// `mysql://USER@HOST:PORT` of a URL that may name a database and parameters.
-fn server_of(url: &str) -> String {
-    let rest = url.strip_prefix("mysql://").unwrap_or(url);
-    let host = rest.split(['/', '?']).next().unwrap_or(rest);
-    format!("mysql://{host}")
-}
-
-fn parse_args() -> Result<Option<Args>, String> {
-    let server = std::env::var("TEST_DATABASE_URL")
-        .ok()
-        .and_then(|u| u.rsplit_once('/').map(|(s, _)| s.to_string()))
-        .filter(|s| s.starts_with("mysql://") && s.len() > "mysql://".len())
-        .unwrap_or_else(|| "mysql://root@127.0.0.1:3306".into());
-    let mut a = Args {
-        minutes: 1.0,
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(1),
-        store: "sqlite".into(),
-        mysql_url: server,
-        bin: PathBuf::from("target/debug/wxpay_functions"),
-        instances: 3,
-        workers: 6,
-        private_mariadb: false,
-        cluster: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(None),
-            "--minutes" => {
-                a.minutes = value("--minutes")?
-                    .parse()
-                    .ok()
-                    .filter(|m: &f64| *m > 0.0 && *m <= 24.0 * 60.0)
-                    .ok_or("--minutes must be a number of minutes above 0")?
-            }
-            "--seed" => {
-                a.seed = value("--seed")?
-                    .parse()
-                    .map_err(|_| "--seed must be a whole number")?
-            }
-            "--store" => {
-                a.store = value("--store")?;
-                if a.store != "sqlite" && a.store != "mysql" {
-                    return Err("--store must be sqlite or mysql".into());
-                }
-            }
-            "--mysql-url" => a.mysql_url = value("--mysql-url")?.trim_end_matches('/').to_string(),
-            "--private-mariadb" => a.private_mariadb = true,
-            "--cluster-urls" => {
-                a.cluster = value("--cluster-urls")?
-                    .split(',')
-                    .map(|u| server_of(u.trim()))
-                    .filter(|u| !u.is_empty())
-                    .collect()
-            }
-            "--bin" => a.bin = PathBuf::from(value("--bin")?),
-            "--instances" => {
-                a.instances = value("--instances")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (3..=16).contains(n))
-                    .ok_or("--instances must be 3 to 16")?
-            }
-            "--workers" => {
-                a.workers = value("--workers")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or("--workers must be 1 to 64")?
-            }
-            other => return Err(format!("unknown option `{other}` (see --help)")),
-        }
-    }
-    if !a.cluster.is_empty() {
-        if a.store != "mysql" || a.private_mariadb {
-            return Err(
-                "--cluster-urls goes with --store mysql (and not --private-mariadb)".into(),
-            );
-        }
-        a.mysql_url = a.cluster[0].clone();
-    }
-    if a.private_mariadb && a.store != "mysql" {
-        return Err("--private-mariadb goes with --store mysql".into());
-    }
-    Ok(Some(a))
-}
 
 fn main() -> ExitCode {
     let args = match parse_args() {
@@ -205,9 +77,11 @@ fn clock_skew(seed: u64, mysql: bool) -> (Vec<(String, String)>, String) {
                 .into(),
         );
     }
+    // The MT build: the router is multi-threaded, and libfaketime's README says the plain
+    // library caches state in statics without synchronisation.
     let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
         .iter()
-        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketime.so.1"))
+        .map(|arch| format!("/usr/lib/{arch}/faketime/libfaketimeMT.so.1"))
         .find(|p| std::path::Path::new(p).exists());
     let Some(lib) = lib else {
         return (
@@ -228,26 +102,6 @@ fn clock_skew(seed: u64, mysql: bool) -> (Vec<(String, String)>, String) {
             ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
         ],
         format!("the last instance runs {offset} (libfaketime)"),
-    )
-}
-
-/// The command that runs this campaign again.
-fn replay(args: &Args) -> String {
-    format!(
-        "wxpay-chaos --seed {} --minutes {} --store {}{}{}",
-        args.seed,
-        args.minutes,
-        args.store,
-        if args.private_mariadb {
-            " --private-mariadb"
-        } else {
-            ""
-        },
-        if args.cluster.is_empty() {
-            String::new()
-        } else {
-            format!(" --cluster-urls {}", args.cluster.join(","))
-        }
     )
 }
 
@@ -358,6 +212,11 @@ async fn run(args: &Args) -> Result<usize, String> {
     });
 
     let stop = Arc::new(AtomicBool::new(false));
+    let supervising = Arc::new(AtomicBool::new(false));
+    let supervisor = {
+        let (w, done) = (w.clone(), supervising.clone());
+        tokio::spawn(async move { w.fleet.supervise(&done).await })
+    };
     let early = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(faults::Tally::default());
     let mut workers = Vec::new();
@@ -368,7 +227,15 @@ async fn run(args: &Args) -> Result<usize, String> {
     let schedule = tokio::spawn(faults::schedule(
         w.clone(),
         store.clone(),
-        private.clone(),
+        match (&private, &args.node_script) {
+            (Some(server), _) => Some(faults::Restarts::Server(server.clone())),
+            (None, Some(script)) => Some(faults::Restarts::Nodes(Arc::new(mariadb::GaleraNodes {
+                script: script.clone(),
+                count: args.cluster.len(),
+                broken: Default::default(),
+            }))),
+            (None, None) => None,
+        },
         tally.clone(),
         early.clone(),
         stop.clone(),
@@ -454,25 +321,10 @@ async fn run(args: &Args) -> Result<usize, String> {
     if !violations.is_empty() {
         println!("replay: {replay}");
     }
+    supervising.store(true, Ordering::SeqCst);
+    let _ = supervisor.await;
     w.fleet.shutdown();
     store.drop_database().await;
     drop(private);
     Ok(violations.len())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::server_of;
-
-    #[test]
-    fn a_node_url_loses_its_database_and_parameters() {
-        assert_eq!(
-            server_of("mysql://root@127.0.0.1:4306/test?ssl-mode=DISABLED"),
-            "mysql://root@127.0.0.1:4306"
-        );
-        assert_eq!(
-            server_of("mysql://root@127.0.0.1:4307"),
-            "mysql://root@127.0.0.1:4307"
-        );
-    }
 }

@@ -125,3 +125,64 @@ impl Drop for Server {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The nodes of `scripts/galera.sh`'s cluster, in its order (node N serves port 4305+N),
+/// crashed and started again through the script: the cluster's own restart fault. One node
+/// at a time, so the other two keep the quorum.
+pub struct GaleraNodes {
+    pub script: std::path::PathBuf,
+    pub count: usize,
+    /// A node that would not come back: no other node is killed, or the quorum goes.
+    pub broken: std::sync::atomic::AtomicBool,
+}
+
+impl GaleraNodes {
+    /// SIGKILL of node `node` (1-based), then, after `down`, its start; it rejoins by IST
+    /// and is back once the script has seen it Synced.
+    pub async fn restart(&self, node: usize, down: Duration) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if self.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.script_run("kill-node", node).await?;
+        tokio::time::sleep(down).await;
+        let mut last = String::new();
+        for _ in 0..3 {
+            match self.script_run("start-node", node).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        self.broken.store(true, Ordering::SeqCst);
+        Err(format!(
+            "node {node} did not come back; no more node restarts in this campaign: {last}"
+        ))
+    }
+
+    async fn script_run(&self, what: &'static str, node: usize) -> Result<(), String> {
+        let script = self.script.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            // Bounded: a wait inside the script must not hold the fault schedule forever.
+            std::process::Command::new("timeout")
+                .arg("180")
+                .arg("bash")
+                .arg(&script)
+                .arg(what)
+                .arg(node.to_string())
+                .output()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot run {}: {e}", self.script.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} {what} {node} failed: {}{}",
+                self.script.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}

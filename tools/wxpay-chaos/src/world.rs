@@ -35,6 +35,8 @@ pub struct CallRecord {
     /// The instance was killed or frozen while the call ran: its time is the harness's.
     pub interrupted: bool,
     pub status: u16,
+    /// Why there was no answer, when there was none.
+    pub failure: Option<String>,
 }
 
 /// What a call answered: HTTP status (0: no answer) and the body.
@@ -187,10 +189,18 @@ impl World {
                 let body = serde_json::from_str(&text).unwrap_or(json!(clip(&text, 300)));
                 Answer { status, body }
             }
-            Err(e) => Answer {
-                status: 0,
-                body: json!(format!("no answer: {e}")),
-            },
+            Err(e) => {
+                // A refusal from an instance the harness did not kill: say whether the
+                // process is still there, so a crash is not mistaken for a slow answer.
+                let exited = match inst.exit_status() {
+                    Some(s) => format!(" (the process had exited by itself: {s})"),
+                    None => String::new(),
+                };
+                Answer {
+                    status: 0,
+                    body: json!(format!("no answer: {e}{exited}")),
+                }
+            }
         };
         let elapsed = started.elapsed();
         inst.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -209,6 +219,7 @@ impl World {
                 limit,
                 interrupted,
                 status: answer.status,
+                failure: (answer.status == 0).then(|| answer.body.to_string()),
             });
         answer
     }

@@ -142,11 +142,7 @@ impl LocalEnv {
             wxpay_shared::handlers::ALL_TYPES,
         ));
         let served = app.clone();
-        tokio::spawn(async move {
-            if let Err(e) = wxpay_shared::runtime::serve(served, listener).await {
-                eprintln!("router stopped: {e}");
-            }
-        });
+        tokio::spawn(wxpay_shared::runtime::serve(served, listener));
         Ok(LocalEnv {
             sim,
             backend,

@@ -49,6 +49,17 @@ pub struct Server {
 
 impl Server {
     pub async fn start(vars: &[(String, String)], log_dir: &Path) -> Server {
+        Server::start_with(vars, log_dir, None).await
+    }
+
+    /// As [`Server::start`], with at most `max_files` file descriptors (RLIMIT_NOFILE), as
+    /// a small container or a busy host gives it.
+    pub async fn start_with(
+        vars: &[(String, String)],
+        log_dir: &Path,
+        max_files: Option<u64>,
+    ) -> Server {
+        use std::os::unix::process::CommandExt;
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -56,7 +67,24 @@ impl Server {
         let log = log_dir.join(format!("server-{port}.log"));
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(n) = max_files {
+            let limit = libc::rlimit {
+                rlim_cur: n as libc::rlim_t,
+                rlim_max: n as libc::rlim_t,
+            };
+            // SAFETY: setrlimit(2) is async-signal-safe, and runs in the child before exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = cmd
             .env_clear()
             .envs(vars.iter().cloned())
             .env("HOST", "127.0.0.1")
