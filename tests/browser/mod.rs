@@ -4,6 +4,7 @@
 //! Without them the tests print a loud SKIPPED and pass, except with `CI=true`, where a
 //! missing browser fails them. One browser at a time: the machine has two cores.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -66,7 +67,9 @@ impl Browser {
         let log = std::fs::File::create(screenshot_dir().join("chromedriver.log"))
             .map(Stdio::from)
             .unwrap_or_else(|_| Stdio::null());
+        // Its own process group, which the Chromium it starts joins: see `end`.
         let driver = Command::new(&driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -80,8 +83,7 @@ impl Browser {
             Ok(c) => c,
             Err(e) => {
                 let mut driver = driver;
-                let _ = driver.kill();
-                let _ = driver.wait();
+                end(&mut driver);
                 panic!("{e}");
             }
         };
@@ -159,11 +161,19 @@ async fn connect(port: u16, chromium: &str, profile: &std::path::Path) -> Result
         .map_err(|e| format!("chromedriver on {url} did not start Chromium: {e}"))
 }
 
+/// Ends chromedriver and every Chromium process it started. Killing chromedriver alone
+/// left its browser running, reparented to init, after the tests had finished.
+fn end(driver: &mut Child) {
+    // SAFETY: kill(2) on the process group our own child leads; the child is not reaped yet.
+    unsafe {
+        libc::kill(-(driver.id() as i32), libc::SIGKILL);
+    }
+    let _ = driver.wait();
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
-        // The session ends with chromedriver, which takes its Chromium with it.
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        end(&mut self.driver);
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
