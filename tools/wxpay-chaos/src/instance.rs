@@ -20,6 +20,22 @@ struct Life {
     answered: bool,
 }
 
+impl Life {
+    /// How the child ended, when it has.
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+/// A process that ended by itself, taken out of its `Life`, to be reported once the lock is
+/// released (reporting reads its log).
+struct Ended {
+    status: ExitStatus,
+    answered: bool,
+}
+
 pub struct Instance {
     pub index: usize,
     pub port: u16,
@@ -91,46 +107,47 @@ impl Instance {
     }
 
     pub fn is_running(&self) -> bool {
-        let mut life = self.life();
-        match life.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.running_pid().is_some()
     }
 
     /// How the process ended, when it ended without the harness killing it.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        let mut life = self.life();
-        life.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.life().exited()
     }
 
     /// Dead, and nobody is bringing it back: it ended by itself (recorded here, once), or a
     /// start failed to spawn it. The supervisor starts such an instance again.
     pub fn orphaned(&self) -> Option<Exit> {
-        let mut life = self.life();
-        let exited = life
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten());
-        match exited {
-            Some(status) => Some(self.record_exit(&mut life, status)),
-            None if life.child.is_none() && !life.held_down => Some(Exit::FailedStart),
-            None => None,
-        }
+        let ended = {
+            let mut life = self.life();
+            match self.take_ended(&mut life) {
+                Some(ended) => ended,
+                None if life.child.is_none() && !life.held_down => return Some(Exit::FailedStart),
+                None => return None,
+            }
+        };
+        Some(self.report(ended))
     }
 
-    /// Takes an exited child out of `life` and reports it; the caller holds the lock.
-    fn record_exit(&self, life: &mut Life, status: ExitStatus) -> Exit {
+    /// Takes a child that ended by itself out of `life`; the caller holds the lock.
+    fn take_ended(&self, life: &mut Life) -> Option<Ended> {
+        let status = life.exited()?;
         life.child = None;
         self.up.store(false, Ordering::SeqCst);
+        Some(Ended {
+            status,
+            answered: life.answered,
+        })
+    }
+
+    /// Records how a process ended by itself, with the end of its log.
+    fn report(&self, Ended { status, answered }: Ended) -> Exit {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         let tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n    ");
         let at = self.since.elapsed().as_secs_f64();
         let n = self.index + 1;
-        if life.answered {
+        if answered {
             let crash = format!(
                 "instance {n} exited by itself ({status}) at {at:.1} s; its log ended:\n    {tail}"
             );
@@ -150,17 +167,17 @@ impl Instance {
     /// Puts `child` in place of whatever ran before, whose own end, if it ended by itself
     /// unnoticed, is recorded first.
     pub(crate) fn install(&self, child: Child) {
-        let mut life = self.life();
-        if let Some(status) = life
-            .child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
-            self.record_exit(&mut life, status);
+        let ended = {
+            let mut life = self.life();
+            let ended = self.take_ended(&mut life);
+            life.child = Some(child);
+            life.held_down = false;
+            life.answered = false;
+            ended
+        };
+        if let Some(ended) = ended {
+            self.report(ended);
         }
-        life.child = Some(child);
-        life.held_down = false;
-        life.answered = false;
     }
 
     /// The pid of the running process, to tie a `/healthz` answer to it.
@@ -194,25 +211,24 @@ impl Instance {
 
     /// SIGKILL, as a platform reclaims an instance mid-call; reaped at once.
     pub fn kill(&self) {
-        let mut life = self.life();
-        self.interruptions.fetch_add(1, Ordering::SeqCst);
-        self.up.store(false, Ordering::SeqCst);
-        if let Some(mut c) = life.child.take() {
-            match c.try_wait() {
-                // Dead before the harness came: its own end, reported as such.
-                Ok(Some(status)) => {
-                    life.child = Some(c);
-                    self.record_exit(&mut life, status);
-                }
-                _ => {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
+        let ended = {
+            let mut life = self.life();
+            self.interruptions.fetch_add(1, Ordering::SeqCst);
+            self.up.store(false, Ordering::SeqCst);
+            // Dead before the harness came: its own end, reported as such.
+            let ended = self.take_ended(&mut life);
+            if let Some(mut c) = life.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
             }
-        }
-        life.held_down = true;
-        life.answered = false;
+            life.held_down = true;
+            life.answered = false;
+            ended
+        };
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        if let Some(ended) = ended {
+            self.report(ended);
+        }
     }
 
     /// SIGSTOP: a frozen Lambda sandbox, holding whatever it held.
